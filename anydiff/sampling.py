@@ -1,0 +1,429 @@
+"""Samplers for diffusion models of any event shape, behind one function, :func:`sample`.
+
+Every sampler is a *step* with one shared signature, ``step(denoiser, x, t, t_next, state) -> x_next``,
+that moves a batch ``x`` of shape ``(B, *event_shape)`` from per-sample times ``t`` to ``t_next``
+(both ``(B,)`` float64). :func:`sample` owns the loop around the steps: the time grid, the starting
+noise, classifier-free guidance (inside :class:`Denoiser`), inpainting by replacement and
+RePaint resampling, trajectories and the progress bar. Coefficients are computed in float64 from
+the schedule and cast to x's dtype only when they multiply data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ._utils import append_dims, check_finite
+from .parameterization import check_prediction, eps_from_x0, to_x0_eps
+from .process import q_posterior, q_sample, q_step, randn_like
+from .schedules import Schedule
+from .timesteps import make_timesteps
+
+__all__ = ["sample", "encode", "Denoiser", "SAMPLERS", "model_evaluations"]
+
+
+def _c(coef: Tensor, x: Tensor) -> Tensor:
+    """A float64 per-sample coefficient (B,) broadcast to x and cast to its dtype."""
+    return append_dims(coef, x.ndim).to(x.dtype)
+
+
+class Denoiser:
+    """Turns ``model(x_t, t, cond)`` of any parameterization into ``(x0_hat, eps_hat)``.
+
+    Classifier-free guidance (Ho & Salimans 2022) combines the conditional and unconditional
+    outputs as ``out_uncond + w (out_cond - out_uncond)``; the four parameterizations are affine
+    in one another at fixed ``x_t``, so combining the raw outputs is the same in any of them.
+    ``clip_x0`` (None by default: non-image data have no natural range) clamps x0_hat.
+    """
+
+    def __init__(self, model: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
+                 guidance_scale: float | None = None, clip_x0: float | None = None):
+        self.model, self.schedule = model, schedule
+        self.prediction = check_prediction(prediction)
+        self.cond, self.guidance_scale, self.clip_x0 = cond, guidance_scale, clip_x0
+        self.evaluations = 0
+
+    def _call(self, x: Tensor, t: Tensor, cond) -> Tensor:
+        out = self.model(x, t, cond)
+        self.evaluations += 1
+        if not torch.is_tensor(out) or out.shape != x.shape:
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise ValueError(f"model output has shape {shape}; it must be shaped like x_t {tuple(x.shape)}")
+        return out
+
+    def __call__(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        t_model = t.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+        out = self._call(x, t_model, self.cond)
+        if self.guidance_scale is not None:
+            uncond = self._call(x, t_model, None)
+            out = uncond + self.guidance_scale * (out - uncond)
+        alpha, sigma = self.schedule.alpha_sigma(t)
+        x0, eps = to_x0_eps(out, self.prediction, x, _c(alpha, x), _c(sigma, x))
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+            eps = torch.where(_c(sigma, x) > 0, eps_from_x0(x0, x, _c(alpha, x), _c(sigma, x)), eps)
+        return x0, eps
+
+
+@dataclass
+class StepState:
+    """What a step may read besides the batch: the schedule, randomness and options, and a
+    scratch ``history`` for multistep methods (snapshotted and restored around RePaint repeats)."""
+
+    schedule: Schedule
+    generator: torch.Generator | None = None
+    eta: float = 0.0
+    corrector_steps: int = 1
+    snr: float = 0.16
+    history: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps. Each: step(den, x, t, t_next, state) -> x_next, t and t_next of shape (B,).
+# --------------------------------------------------------------------------------------------
+
+def _posterior_sample(den, x, x0, t, t_next, state):
+    """Draw from q(x_{t_next} | x_t, x0_hat): the ancestral step of Ho et al. (2020), Alg. 2."""
+    mean, var = q_posterior(state.schedule, x0, x, t, t_next)
+    return mean + var.sqrt() * randn_like(x, state.generator)
+
+
+def ddpm(den, x, t, t_next, state):
+    """Ancestral sampling with the posterior variance (Ho et al. 2020). With fewer steps than T
+    it samples the posterior of the strided chain between consecutive grid times."""
+    x0, _ = den(x, t)
+    return _posterior_sample(den, x, x0, t, t_next, state)
+
+
+def ddim(den, x, t, t_next, state):
+    """DDIM (Song, Meng & Ermon 2021, eq. 12) on any pair of times.
+
+    ``x' = alpha' x0 + sqrt(sigma'^2 - s^2) eps + s z`` with ``s = eta * sqrt(posterior variance)``:
+    eta = 0 is deterministic, eta = 1 samples the DDPM posterior.
+    """
+    x0, eps = den(x, t)
+    alpha_n, sigma_n = state.schedule.alpha_sigma(t_next)
+    x_next = _c(alpha_n, x) * x0
+    if state.eta == 0:
+        return x_next + _c(sigma_n, x) * eps
+    _, var = q_posterior(state.schedule, x0, x, t, t_next)
+    s2 = state.eta**2 * var.reshape(x.shape[0]).to(torch.float64)
+    direction = (sigma_n**2 - s2).clamp(min=0).sqrt()
+    return x_next + _c(direction, x) * eps + _c(s2.sqrt(), x) * randn_like(x, state.generator)
+
+
+def euler(den, x, t, t_next, state):
+    """Euler on the probability-flow ODE in ``sigma~ = sigma/alpha`` (Karras et al. 2022, Alg. 1):
+    ``x~' = x~ + (sigma~' - sigma~) eps`` with ``x~ = x/alpha``. Multiplied out in VP coordinates
+    this is ``x' = alpha' x0 + sigma' eps``, DDIM with eta = 0 (Karras et al. 2022, sec. 4), which
+    also stays finite from ``alpha = 0``; the tests check the identity."""
+    x0, eps = den(x, t)
+    alpha_n, sigma_n = state.schedule.alpha_sigma(t_next)
+    return _c(alpha_n, x) * x0 + _c(sigma_n, x) * eps
+
+
+def heun(den, x, t, t_next, state):
+    """Heun's second-order method on the same ODE (Karras et al. 2022, Alg. 2, no churn).
+
+    Predictor: the Euler step. Corrector: ``x~' = x~ + (sigma~' - sigma~)(eps + eps')/2``, i.e.
+    ``x' = x_euler + (sigma' - alpha' sigma/alpha)(eps' - eps)/2``. As in Karras' algorithm the step
+    to ``t' = 0`` stays Euler; so does a step from ``alpha = 0`` (zero terminal SNR).
+    """
+    x0, eps = den(x, t)
+    sched = state.schedule
+    alpha, sigma = sched.alpha_sigma(t)
+    alpha_n, sigma_n = sched.alpha_sigma(t_next)
+    x_euler = _c(alpha_n, x) * x0 + _c(sigma_n, x) * eps
+    correct = (t_next > 0) & (alpha > 0)
+    if not bool(correct.any()):
+        return x_euler
+    _, eps_n = den(x_euler, torch.where(correct, t_next, t))
+    gain = torch.where(correct, sigma_n - alpha_n * sigma / alpha.clamp(min=1e-300), torch.zeros_like(alpha))
+    return x_euler + _c(gain, x) * torch.where(_c(correct, x) > 0, eps_n - eps, torch.zeros_like(eps)) / 2
+
+
+def dpmpp_2m(den, x, t, t_next, state):
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2), multistep, data prediction.
+
+    With ``lambda = log(alpha/sigma)`` and ``h = lambda' - lambda``:
+    ``x' = (sigma'/sigma) x + alpha' (1 - e^{-h}) D``, where D is x0_hat on the first step and
+    ``(1 + 1/(2r)) x0_hat - 1/(2r) x0_prev``, ``r = h_prev / h``, after. The step to t' = 0 and a
+    step from zero terminal SNR (infinite h) are first order.
+    """
+    x0, _ = den(x, t)
+    sched = state.schedule
+    alpha_n, sigma_n = sched.alpha_sigma(t_next)
+    _, sigma = sched.alpha_sigma(t)
+    h = 0.5 * (sched.log_snr(t_next) - sched.log_snr(t))
+    prev = state.history.get("dpmpp_2m")
+    D = x0
+    if prev is not None:
+        x0_prev, h_prev = prev
+        second = torch.isfinite(h) & torch.isfinite(h_prev)
+        half_inv_r = torch.where(second, h / (2 * h_prev), torch.zeros_like(h))
+        D = x0 + _c(half_inv_r, x) * (x0 - x0_prev)
+    state.history["dpmpp_2m"] = (x0, h)
+    return _c(sigma_n / sigma, x) * x + _c(alpha_n * -torch.expm1(-h), x) * D
+
+
+def euler_maruyama(den, x, t, t_next, state):
+    """Euler-Maruyama on the reverse VP-SDE (Song et al. 2021, eq. 6):
+    ``x' = x + (beta/2 x + beta score) dt + sqrt(beta dt) z``, ``dt = t - t'``.
+
+    The step to t' = 0 returns the denoised mean x0_hat (Song et al.'s noise removal). On a step
+    from alpha = 0 (zero terminal SNR, where beta is infinite) it takes the exact posterior step.
+    """
+    x0, eps = den(x, t)
+    sched = state.schedule
+    _, sigma = sched.alpha_sigma(t)
+    beta = sched.beta(t)
+    dt = t - t_next
+    score = -eps / _c(sigma, x)
+    z = randn_like(x, state.generator)
+    x_em = x + _c(0.5 * beta * dt, x) * x + _c(beta * dt, x) * score + _c((beta * dt).sqrt(), x) * z
+    if not bool(torch.isfinite(beta).all()):
+        x_em = torch.where(_c(torch.isfinite(beta), x) > 0, x_em,
+                           _posterior_sample(den, x, x0, t, t_next, state))
+    return torch.where(_c(t_next == 0, x) > 0, x0, x_em)
+
+
+def _langevin_corrector(den, x, t, state):
+    """``corrector_steps`` steps of unadjusted Langevin dynamics at noise level t,
+    ``x <- x + e score + sqrt(2 e) z``, with step ``e = 2 (snr sigma_t)^2``.
+
+    This is the step size of Song et al. (2021, Alg. 5), ``2 (snr ||z|| / ||score||)^2``, with the
+    norms replaced by their expectations ``||z||^2 = D`` and ``||score||^2 = D / sigma_t^2``:
+    per-sample norms are heavy-tailed in low dimension (a 2-D sample near a mode has a tiny
+    score and would get a huge step), and the batch means of the original couple the samples.
+    It is also the ``e ~ sigma^2`` annealing of Song & Ermon (2019).
+    """
+    _, sigma = state.schedule.alpha_sigma(t)
+    step = 2 * (state.snr * sigma) ** 2
+    for _ in range(state.corrector_steps):
+        _, eps = den(x, t)
+        score = -eps / _c(sigma, x)
+        x = x + _c(step, x) * score + _c((2 * step).sqrt(), x) * randn_like(x, state.generator)
+    return x
+
+
+def _then_correct(den, x_pred, x0, t_next, state):
+    """Run the Langevin corrector at t_next where t_next > 0; the step to 0 returns x0_hat."""
+    final = t_next == 0
+    if bool(final.all()):
+        return x0
+    x_corr = _langevin_corrector(den, x_pred, torch.where(final, torch.ones_like(t_next), t_next), state)
+    return torch.where(_c(final, x0) > 0, x0, x_corr)
+
+
+def langevin(den, x, t, t_next, state):
+    """Annealed Langevin dynamics (Song & Ermon 2019) on the learned score: ``corrector_steps``
+    Langevin steps at each noise level t' of the grid; the step to t' = 0 returns x0_hat."""
+    final = t_next == 0
+    x0 = den(x, t)[0] if bool(final.any()) else x
+    return _then_correct(den, x, x0, t_next, state)
+
+
+def pc(den, x, t, t_next, state):
+    """Predictor-corrector (Song et al. 2021, Alg. 2 and 5): an ancestral predictor step to t',
+    then ``corrector_steps`` Langevin steps at t'."""
+    x0, _ = den(x, t)
+    x_pred = _posterior_sample(den, x, x0, t, t_next, state)
+    return _then_correct(den, x_pred, x0, t_next, state)
+
+
+SAMPLERS: dict[str, Callable] = {
+    "ddpm": ddpm, "ddim": ddim, "euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m,
+    "euler_maruyama": euler_maruyama, "langevin": langevin, "pc": pc,
+}
+_DETERMINISTIC = ("ddim", "euler", "heun")  # the samplers that may also run forward in time
+
+
+def model_evaluations(sampler: str, steps: int, corrector_steps: int = 1, guidance: bool = False) -> int:
+    """Model calls that :func:`sample` makes for ``steps`` steps on a grid that ends at t = 0."""
+    n = {"heun": 2 * steps - 1, "langevin": corrector_steps * (steps - 1) + 1,
+         "pc": steps + corrector_steps * (steps - 1)}.get(_check_sampler(sampler), steps)
+    return n * (2 if guidance else 1)
+
+
+def _check_sampler(sampler: str) -> str:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is unknown; use one of {sorted(SAMPLERS)}")
+    return sampler
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return value
+
+
+def _check_inpainting(known, mask, shape, device, dtype):
+    if (known is None) != (mask is None):
+        raise ValueError("known and mask go together: pass both (mask is 1 where known) or neither")
+    if known is None:
+        return None, None
+    if not torch.is_tensor(known) or tuple(known.shape) != tuple(shape):
+        got = tuple(known.shape) if torch.is_tensor(known) else type(known).__name__
+        raise ValueError(f"known must be a tensor of shape {tuple(shape)} (the sample shape), got {got}")
+    mask = torch.as_tensor(mask, device=device)
+    try:
+        mask = torch.broadcast_to(mask, shape)
+    except RuntimeError as exc:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the sample shape "
+                         f"{tuple(shape)}") from exc
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask must hold only 0 and 1 (1 where known)")
+    mask = mask.to(dtype)
+    known = known.to(device=device, dtype=dtype)
+    if not bool(torch.isfinite(known[mask > 0]).all()):
+        raise ValueError("known has NaN or infinite values where mask == 1")
+    return torch.where(mask > 0, known, torch.zeros_like(known)), mask
+
+
+def _infer_device(model, x_T, known, device):
+    if device is not None:
+        return torch.device(device)
+    for ref in (x_T, known):
+        if torch.is_tensor(ref):
+            return ref.device
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        first = next(iter(params()), None)
+        if first is not None:
+            return first.device
+    return torch.device("cpu")
+
+
+def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_2m", steps: int = 20,
+           prediction: str = "eps", eta: float = 0.0, generator: torch.Generator | None = None,
+           cond=None, guidance_scale: float | None = None, known: Tensor | None = None,
+           mask: Tensor | None = None, timesteps: str | Tensor = "trailing", x_T: Tensor | None = None,
+           progress: bool = False, return_trajectory: bool = False, resample: int = 1,
+           corrector_steps: int = 1, snr: float = 0.16, clip_x0: float | None = None,
+           device=None, dtype: torch.dtype = torch.float32):
+    """Draw samples from a diffusion model.
+
+    Parameters
+    ----------
+    model : callable ``model(x_t, t, cond=None) -> Tensor`` shaped like x_t, predicting ``prediction``.
+    shape : tuple ``(B, *event_shape)``.
+    schedule : Schedule.
+    sampler : {"ddpm", "ddim", "euler", "heun", "dpmpp_2m", "euler_maruyama", "langevin", "pc"}.
+    steps : int, steps of the time grid (see :func:`model_evaluations` for the model calls).
+    prediction : {"eps", "x0", "v", "score"}.
+    eta : float in [0, 1], DDIM's stochasticity (``sampler="ddim"`` only).
+    generator : torch.Generator, the source of all randomness.
+    cond, guidance_scale : condition passed to the model; with ``guidance_scale=w`` the model is
+        also called with ``cond=None`` and the outputs combined as ``u + w (c - u)``.
+    known, mask : inpainting / imputation: tensors of ``shape`` (mask may broadcast), mask 1 where
+        known. After every step the known part is replaced by ``known`` noised to the current time.
+        ``known`` may hold NaN where mask is 0.
+    resample : RePaint resampling (Lugmayr et al. 2022): each step is repeated this many times,
+        re-noising from t' back to t in between. Needs known/mask.
+    timesteps : "trailing" (uniform in t from 1), "logsnr" (uniform in log-SNR), "karras"
+        (Karras et al. 2022, rho = 7), or an explicit tensor of times, shape (N+1,) or (N+1, B)
+        (per-sample grids), strictly decreasing; increasing grids run ddim/euler/heun forward
+        (encoding data to noise). With a tensor, ``steps`` is ignored.
+    x_T : the starting point at the first time of the grid (default: N(0, I) noise).
+    progress : show a tqdm progress bar.
+    return_trajectory : also return the stacked states, shape ``(N+1, *shape)``.
+    corrector_steps, snr : Langevin steps per level and their signal-to-noise ratio
+        (``langevin`` and ``pc``).
+    clip_x0 : clamp x0_hat to [-clip_x0, clip_x0]; None (default) never clips.
+    device, dtype : where and in what dtype to sample when x_T does not say.
+
+    Returns
+    -------
+    Tensor of ``shape`` (and the trajectory when ``return_trajectory``).
+    """
+    _check_sampler(sampler)
+    check_prediction(prediction)
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be an anydiff.Schedule, got {type(schedule).__name__}")
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError as exc:
+        raise ValueError(f"shape must be a tuple (B, *event_shape), got {shape!r}") from exc
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"shape must be (B, *event_shape) with positive sizes, got {shape}")
+    if not (0.0 <= float(eta) <= 1.0):
+        raise ValueError(f"eta={eta} must lie in [0, 1]")
+    if eta != 0 and sampler != "ddim":
+        raise ValueError(f"eta applies to sampler='ddim' only; got sampler={sampler!r} with eta={eta}")
+    if guidance_scale is not None and cond is None:
+        raise ValueError("guidance_scale needs cond: guidance contrasts the model with and without it")
+    _positive_int(resample, "resample")
+    _positive_int(corrector_steps, "corrector_steps")
+    if resample > 1 and known is None:
+        raise ValueError("resample > 1 is RePaint resampling and needs known and mask")
+    if x_T is not None:
+        if not torch.is_tensor(x_T) or tuple(x_T.shape) != shape:
+            raise ValueError(f"x_T must be a tensor of shape {shape}")
+        check_finite(x_T, "x_T")
+    dev = _infer_device(model, x_T, known, device)
+    dtype = x_T.dtype if x_T is not None else dtype
+    known, mask = _check_inpainting(known, mask, shape, dev, dtype)
+
+    ts = make_timesteps(schedule, steps if isinstance(timesteps, str) else None, timesteps,
+                        batch=shape[0], device=dev)
+    forward = bool((ts[-1] > ts[0]).all())
+    if forward and (sampler not in _DETERMINISTIC or eta != 0):
+        raise ValueError(f"increasing timesteps (encoding) need a deterministic sampler "
+                         f"{_DETERMINISTIC} with eta=0; got sampler={sampler!r}")
+    if forward and known is not None:
+        raise ValueError("known/mask apply to sampling (decreasing timesteps), not to encoding")
+
+    den = Denoiser(model, schedule, prediction, cond=cond, guidance_scale=guidance_scale, clip_x0=clip_x0)
+    state = StepState(schedule, generator, float(eta), corrector_steps, float(snr))
+    step = SAMPLERS[sampler]
+
+    # the starting point: x_T, or the prior N(0, I) at the first time of the grid
+    x = x_T.to(dev) if x_T is not None else torch.randn(
+        shape, generator=generator, device=generator.device if generator is not None else dev,
+        dtype=dtype).to(dev)
+
+    def replace_known(x: Tensor, t: Tensor) -> Tensor:
+        """Inpainting by replacement: the known part, noised to t, overwrites x there."""
+        noisy_known = q_sample(schedule, known, t, generator=generator)
+        return mask * noisy_known + (1 - mask) * x
+
+    if known is not None:
+        x = replace_known(x, ts[0])
+    trajectory = [x] if return_trajectory else None
+    indices = range(ts.shape[0] - 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc=f"sampling ({sampler})", leave=False)
+    with torch.no_grad():
+        for i in indices:
+            t, t_next = ts[i], ts[i + 1]
+            snapshot = dict(state.history)
+            for r in range(resample):
+                x_next = step(den, x, t, t_next, state)
+                if known is not None:
+                    x_next = replace_known(x_next, t_next)
+                if r + 1 < resample:  # RePaint: back from t_next to t, then the step again
+                    x = q_step(schedule, x_next, t_next, t, generator=generator)
+                    state.history = dict(snapshot)
+            x = x_next
+            if trajectory is not None:
+                trajectory.append(x)
+    if trajectory is not None:
+        return x, torch.stack(trajectory)
+    return x
+
+
+def encode(model: Callable, x0: Tensor, *, schedule: Schedule, steps: int = 50, prediction: str = "eps",
+           sampler: str = "ddim", timesteps: str = "trailing", cond=None,
+           guidance_scale: float | None = None, progress: bool = False) -> Tensor:
+    """Deterministic encoding of data to noise: the probability-flow ODE run from t=0 to t=1
+    (DDIM inversion, Song et al. 2021 sec. 4.3). ``sample(..., x_T=encode(...))`` decodes."""
+    if timesteps not in ("trailing", "logsnr", "karras"):
+        raise ValueError("timesteps for encode must be 'trailing', 'logsnr' or 'karras'")
+    check_finite(x0, "x0")
+    grid = make_timesteps(schedule, steps, timesteps, batch=1, device=x0.device)[:, 0].flip(0)
+    return sample(model, tuple(x0.shape), schedule=schedule, sampler=sampler, prediction=prediction,
+                  timesteps=grid, x_T=x0, cond=cond, guidance_scale=guidance_scale, progress=progress)
