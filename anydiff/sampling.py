@@ -19,7 +19,7 @@ from ._utils import append_dims, check_finite
 from .parameterization import check_prediction, eps_from_x0, to_x0_eps
 from .process import q_posterior, q_sample, q_step, randn_like
 from .schedules import Schedule
-from .timesteps import make_timesteps
+from .timesteps import SIGMA_TILDE_MAX, make_timesteps
 
 __all__ = ["sample", "encode", "Denoiser", "SAMPLERS", "model_evaluations"]
 
@@ -129,14 +129,17 @@ def heun(den, x, t, t_next, state):
 
     Predictor: the Euler step. Corrector: ``x~' = x~ + (sigma~' - sigma~)(eps + eps')/2``, i.e.
     ``x' = x_euler + (sigma' - alpha' sigma/alpha)(eps' - eps)/2``. As in Karras' algorithm the step
-    to ``t' = 0`` stays Euler; so does a step from ``alpha = 0`` (zero terminal SNR).
+    to ``t' = 0`` stays Euler. So does a step that starts above Karras' ``sigma~_max = 80``: there
+    eps is almost exactly ``x~/sigma~`` (Euler is nearly exact), while the trapezoid rule over a
+    step from, say, sigma~ = 2e4 (t=1 of a cosine schedule) to 80 weighs the far end far too much
+    and diverges.
     """
     x0, eps = den(x, t)
     sched = state.schedule
     alpha, sigma = sched.alpha_sigma(t)
     alpha_n, sigma_n = sched.alpha_sigma(t_next)
     x_euler = _c(alpha_n, x) * x0 + _c(sigma_n, x) * eps
-    correct = (t_next > 0) & (alpha > 0)
+    correct = (t_next > 0) & (sigma <= SIGMA_TILDE_MAX * alpha)
     if not bool(correct.any()):
         return x_euler
     _, eps_n = den(x_euler, torch.where(correct, t_next, t))
@@ -240,10 +243,24 @@ SAMPLERS: dict[str, Callable] = {
 _DETERMINISTIC = ("ddim", "euler", "heun")  # the samplers that may also run forward in time
 
 
-def model_evaluations(sampler: str, steps: int, corrector_steps: int = 1, guidance: bool = False) -> int:
-    """Model calls that :func:`sample` makes for ``steps`` steps on a grid that ends at t = 0."""
-    n = {"heun": 2 * steps - 1, "langevin": corrector_steps * (steps - 1) + 1,
-         "pc": steps + corrector_steps * (steps - 1)}.get(_check_sampler(sampler), steps)
+def model_evaluations(sampler: str, steps: int, *, schedule: Schedule, timesteps: str | Tensor = "trailing",
+                      corrector_steps: int = 1, guidance: bool = False) -> int:
+    """The number of model calls :func:`sample` makes with these settings (twice as many with
+    classifier-free guidance): one per step, plus Heun's corrections (every step that ends above
+    t=0 and starts at sigma~ <= 80) and the Langevin steps of ``langevin`` / ``pc`` at each t' > 0."""
+    _check_sampler(sampler)
+    ts = make_timesteps(schedule, steps if isinstance(timesteps, str) else None, timesteps)[:, 0]
+    t, t_next = ts[:-1], ts[1:]
+    inner = int((t_next > 0).sum())
+    if sampler == "heun":
+        alpha, sigma = schedule.alpha_sigma(t)
+        n = len(t) + int(((t_next > 0) & (sigma <= SIGMA_TILDE_MAX * alpha)).sum())
+    elif sampler == "langevin":
+        n = corrector_steps * inner + (len(t) - inner)
+    elif sampler == "pc":
+        n = len(t) + corrector_steps * inner
+    else:
+        n = len(t)
     return n * (2 if guidance else 1)
 
 
@@ -301,7 +318,7 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
            cond=None, guidance_scale: float | None = None, known: Tensor | None = None,
            mask: Tensor | None = None, timesteps: str | Tensor = "trailing", x_T: Tensor | None = None,
            progress: bool = False, return_trajectory: bool = False, resample: int = 1,
-           corrector_steps: int = 1, snr: float = 0.16, clip_x0: float | None = None,
+           corrector_steps: int = 1, snr: float | None = None, clip_x0: float | None = None,
            device=None, dtype: torch.dtype = torch.float32):
     """Draw samples from a diffusion model.
 
@@ -330,7 +347,9 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
     progress : show a tqdm progress bar.
     return_trajectory : also return the stacked states, shape ``(N+1, *shape)``.
     corrector_steps, snr : Langevin steps per level and their signal-to-noise ratio
-        (``langevin`` and ``pc``).
+        (``langevin`` and ``pc``); the step size is ``2 (snr sigma_t)^2``. ``snr=None`` takes 0.16
+        for ``pc`` (Song et al. 2021) and 0.5 for ``langevin``, which has no predictor to carry the
+        chain from one noise level to the next and so needs larger steps.
     clip_x0 : clamp x0_hat to [-clip_x0, clip_x0]; None (default) never clips.
     device, dtype : where and in what dtype to sample when x_T does not say.
 
@@ -376,6 +395,14 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
         raise ValueError("known/mask apply to sampling (decreasing timesteps), not to encoding")
 
     den = Denoiser(model, schedule, prediction, cond=cond, guidance_scale=guidance_scale, clip_x0=clip_x0)
+    if snr is None:
+        snr = 0.5 if sampler == "langevin" else 0.16
+    if not float(snr) > 0:
+        raise ValueError(f"snr={snr} must be positive")
+    if schedule.zero_terminal_snr and prediction in ("eps", "score") and bool((ts[:-1] == 1).any()):
+        raise ValueError(f"prediction={prediction!r} carries no information about x0 at t=1 of a "
+                         "zero-terminal-SNR schedule (x0 = (x - sigma eps) / alpha with alpha = 0); "
+                         "train and sample with prediction='v' or 'x0' (Lin et al. 2024)")
     state = StepState(schedule, generator, float(eta), corrector_steps, float(snr))
     step = SAMPLERS[sampler]
 

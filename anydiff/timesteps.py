@@ -11,10 +11,15 @@ returns clean data.
 * ``"karras"``: N times from ``sigma~_max`` to ``sigma~_min`` (``sigma~ = sigma/alpha``) with the
   rho = 7 spacing of Karras et al. (2022, eq. 5), then t = 0.
 
-With zero terminal SNR (log-SNR -inf at t=1) the uniform grids run from the previous grid
-point ``(T-1)/T`` and their first time is set to exactly 1.
+The log-SNR and Karras grids span at most ``sigma~ <= 80`` at the noisy end (``SIGMA_TILDE_MAX``,
+the sigma_max of Karras et al. 2022): beyond it x_t carries no visible trace of data at unit scale,
+and a schedule such as cosine (sigma~(1) ~ 2e4) or one with zero terminal SNR (sigma~(1) = inf)
+would otherwise spend most steps there. Their first time is then set to exactly 1, so the first
+step covers the rest of the way from the prior.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -25,12 +30,13 @@ from .schedules import Schedule
 __all__ = ["make_timesteps", "SPACINGS"]
 
 SPACINGS = ("trailing", "logsnr", "karras")
+SIGMA_TILDE_MAX = 80.0
 
 
 def _log_snr_range(schedule: Schedule) -> tuple[float, float]:
     lam = schedule.log_snrs
-    lam_min = float(lam[-1]) if schedule.T < 2 or not schedule.zero_terminal_snr else float(lam[-2])
-    return lam_min, float(lam[1])
+    lam_floor = -2 * math.log(SIGMA_TILDE_MAX)
+    return max(float(lam[-1]), lam_floor), float(lam[1])
 
 
 def _grid(schedule: Schedule, steps: int, spacing: str) -> Tensor:
