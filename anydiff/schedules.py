@@ -101,8 +101,8 @@ class Schedule:
 
     def alpha2_sigma2(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(alpha_t**2, sigma_t**2)`` in float64, each shaped like ``t``."""
-        ab, lam = self._tables(t.device)
         k, f = self._locate(t)
+        ab, lam = self._tables(k.device)
         lam_t = (1 - f) * lam[k] + f * lam[k + 1]
         alpha2 = torch.sigmoid(lam_t)
         sigma2 = torch.sigmoid(-lam_t)
@@ -141,8 +141,8 @@ class Schedule:
         At a grid point the one-sided rate of the interval to the right is used. Infinite at
         t=1 for a zero-terminal-SNR schedule.
         """
-        ab, lam = self._tables(t.device)
         k, f = self._locate(t)
+        ab, lam = self._tables(k.device)
         alpha2, sigma2 = self.alpha2_sigma2(t)
         beta = -sigma2 * self.T * (lam[k + 1] - lam[k])
         first = k == 0
