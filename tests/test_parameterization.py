@@ -18,34 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import anydiff as ad
+from strategies import DTYPES, EVENTS, KINDS, bcast, build, schedules
 from anydiff.parameterization import PREDICTIONS
 
-KINDS = ["linear", "cosine", "sigmoid"]
-EVENTS = [(3,), (4, 3), (2, 5)]
-DTYPES = [torch.float32, torch.float64]
 PAIRS = list(itertools.permutations(PREDICTIONS, 2))
 FAST = settings(max_examples=40, deadline=None)
-
-
-def build(kind, T, ztsnr):
-    if kind == "linear":
-        return ad.schedules.linear(T, zero_terminal_snr=ztsnr)
-    if kind == "cosine":
-        return ad.schedules.cosine(T, zero_terminal_snr=ztsnr)
-    return ad.schedules.sigmoid(T, zero_terminal_snr=ztsnr)
-
-
-@st.composite
-def schedules(draw):
-    kind = draw(st.sampled_from(KINDS))
-    T = draw(st.one_of(st.integers(1, 10), st.just(1000)))
-    z = T >= 2 and draw(st.booleans())
-    return build(kind, T, z)
-
-
-def bcast(c, ndim):
-    c = np.asarray(c, dtype=np.float64)
-    return c.reshape(c.shape + (1,) * (ndim - c.ndim))
 
 
 def consistent_set(x0, eps, alpha, sigma):

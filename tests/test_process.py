@@ -20,29 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import anydiff as ad
+from strategies import DTYPES, EVENTS, KINDS, bcast, build, schedules
 from anydiff.process import q_step
 
-KINDS = ["linear", "cosine", "sigmoid"]
-EVENTS = [(3,), (4, 3), (2, 5)]  # (B, D) vectors, (B, N, 3) point sets, (B, J, C) poses
-DTYPES = [torch.float32, torch.float64]
 FAST = settings(max_examples=30, deadline=None)
 SLOW = settings(max_examples=10, deadline=None)
-
-
-def build(kind, T, ztsnr):
-    if kind == "linear":
-        return ad.schedules.linear(T, zero_terminal_snr=ztsnr)
-    if kind == "cosine":
-        return ad.schedules.cosine(T, zero_terminal_snr=ztsnr)
-    return ad.schedules.sigmoid(T, zero_terminal_snr=ztsnr)
-
-
-@st.composite
-def schedules(draw, ztsnr=None, kinds=KINDS):
-    kind = draw(st.sampled_from(kinds))
-    T = draw(st.one_of(st.integers(1, 10), st.just(1000)))
-    z = (T >= 2 and draw(st.booleans())) if ztsnr is None else ztsnr
-    return build(kind, T, z)
 
 
 def times(lo=0.0, hi=1.0):
@@ -53,11 +35,6 @@ def ab_np(schedule, t):
     """alpha_t, sigma_t as float64 numpy arrays."""
     a, s = schedule.alpha_sigma(torch.as_tensor(t, dtype=torch.float64))
     return a.numpy(), s.numpy()
-
-
-def bcast(c, ndim):
-    c = np.asarray(c, dtype=np.float64)
-    return c.reshape(c.shape + (1,) * (ndim - c.ndim))
 
 
 def eps_of(dtype):

@@ -21,6 +21,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import anydiff as ad
+from strategies import KINDS, build, schedule_specs
 
 # ---------------------------------------------------------------------------------------------
 # independent numpy references
@@ -68,28 +69,6 @@ def np_alpha_bars(betas):
 def np_log_snr_grid(ab):
     with np.errstate(divide="ignore"):
         return np.log(ab) - np.log1p(-ab)
-
-
-def build(kind, T, ztsnr):
-    if kind == "linear":
-        return ad.schedules.linear(T, 1e-4, 0.02, zero_terminal_snr=ztsnr)
-    if kind == "cosine":
-        return ad.schedules.cosine(T, s=0.008, zero_terminal_snr=ztsnr)
-    return ad.schedules.sigmoid(T, zero_terminal_snr=ztsnr)
-
-
-KINDS = ["linear", "cosine", "sigmoid"]
-
-
-@st.composite
-def schedules(draw, min_T=1, ztsnr=None):
-    kind = draw(st.sampled_from(KINDS))
-    T = draw(st.one_of(st.integers(min_T, 10), st.sampled_from([max(min_T, 37), 1000])))
-    if ztsnr is None:
-        z = T >= 2 and draw(st.booleans())
-    else:
-        z = ztsnr
-    return kind, T, z, build(kind, T, z)
 
 
 def t64(x):
@@ -150,7 +129,7 @@ def test_sigmoid_alpha_bars_match_chen(T):
 
 
 @FAST
-@given(sched=schedules())
+@given(sched=schedule_specs())
 def test_alpha_bars_are_cumprod_of_betas(sched):
     kind, T, z, s = sched
     ab = s.alpha_bars
@@ -185,7 +164,7 @@ def test_from_betas(betas, last_one):
 
 
 @FAST
-@given(sched=schedules())
+@given(sched=schedule_specs())
 def test_alpha_sigma_on_grid_points(sched):
     kind, T, z, s = sched
     ab = np_alpha_bars(s.betas.numpy())
@@ -202,7 +181,7 @@ def test_alpha_sigma_on_grid_points(sched):
 
 
 @FAST
-@given(sched=schedules())
+@given(sched=schedule_specs())
 def test_alpha_sigma_float32_time(sched):
     """A float32 t is k/T only up to float32 rounding: alpha matches to that precision."""
     kind, T, z, s = sched
@@ -211,7 +190,7 @@ def test_alpha_sigma_float32_time(sched):
     a, sg = s.alpha_sigma(t32)
     assert a.dtype == torch.float64 and a.shape == t32.shape
     ab = np_alpha_bars(s.betas.numpy())
-    a_ref, s_ref = np.sqrt(ab), np.sqrt(1 - ab)
+    a_ref = np.sqrt(ab)
     # |d alpha / dt| * |t32 - t| bound, from neighbouring grid points (alpha is monotone)
     slope = np.abs(np.diff(a_ref)) * T
     slope = np.maximum(np.concatenate([slope, [0]]), np.concatenate([[0], slope]))
@@ -222,7 +201,7 @@ def test_alpha_sigma_float32_time(sched):
 
 
 @FAST
-@given(sched=schedules(),
+@given(sched=schedule_specs(),
        t=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=16),
        shape=st.sampled_from([(-1,), (1, -1), (-1, 1)]))
 def test_variance_preserving_and_shapes(sched, t, shape):
@@ -240,7 +219,7 @@ def test_variance_preserving_and_shapes(sched, t, shape):
 
 
 @FAST
-@given(sched=schedules())
+@given(sched=schedule_specs())
 def test_alpha_decreasing_and_continuous(sched):
     kind, T, z, s = sched
     grid = np.arange(T + 1) / T
@@ -267,7 +246,7 @@ def test_alpha_decreasing_and_continuous(sched):
 
 
 @FAST
-@given(sched=schedules(min_T=2), data=st.data())
+@given(sched=schedule_specs(min_T=2), data=st.data())
 def test_log_snr_linear_between_interior_grid_points(sched, data):
     kind, T, z, s = sched
     last_interior = T - 2 if z else T - 1  # intervals [k/T, (k+1)/T] with both ends finite
@@ -285,7 +264,7 @@ def test_log_snr_linear_between_interior_grid_points(sched, data):
 
 
 @FAST
-@given(sched=schedules(), f=st.floats(0.0, 1.0))
+@given(sched=schedule_specs(), f=st.floats(0.0, 1.0))
 def test_end_intervals_interpolate_the_vanishing_variance(sched, f):
     """Documented in anydiff.schedules: on [0, 1/T] sigma^2 is linear in t; on the last interval
     of a zero-terminal-SNR schedule alpha^2 is linear in t."""
@@ -301,7 +280,7 @@ def test_end_intervals_interpolate_the_vanishing_variance(sched, f):
 
 
 @FAST
-@given(sched=schedules())
+@given(sched=schedule_specs())
 def test_log_snr_values(sched):
     kind, T, z, s = sched
     assert float(s.log_snr(t64(0.0))) == math.inf
@@ -314,7 +293,7 @@ def test_log_snr_values(sched):
 
 
 @FAST
-@given(sched=schedules(), t=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8))
+@given(sched=schedule_specs(), t=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8))
 def test_t_of_log_snr_inverts_log_snr(sched, t):
     kind, T, z, s = sched
     tt = torch.cat([t64(t), t64(np.arange(T + 1) / T)])
@@ -324,7 +303,7 @@ def test_t_of_log_snr_inverts_log_snr(sched, t):
 
 
 @FAST
-@given(sched=schedules(), data=st.data())
+@given(sched=schedule_specs(), data=st.data())
 def test_beta_matches_finite_difference(sched, data):
     kind, T, z, s = sched
     k = data.draw(st.integers(0, T - 1), label="k")
@@ -343,7 +322,7 @@ def test_beta_matches_finite_difference(sched, data):
 
 
 @FAST
-@given(sched=schedules(ztsnr=False))
+@given(sched=schedule_specs(ztsnr=False))
 def test_beta_on_grid_is_the_rate_of_the_interval_to_the_right(sched):
     kind, T, z, s = sched
     k = np.arange(T)
