@@ -29,9 +29,9 @@ def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
 
 
-def _per_sample_time(t: Tensor, x: Tensor, name: str = "t") -> Tensor:
+def _per_sample_time(t: Tensor, x: Tensor, name: str = "t", check: bool = True) -> Tensor:
     """Broadcast a scalar or ``(B,)`` time to ``(B,)`` for data ``x`` of shape ``(B, *event)``."""
-    t = check_time(t, name)
+    t = check_time(t, name) if check else t
     if x.ndim < 1:
         raise ValueError("data must have a batch dimension: shape (B, *event_shape)")
     if t.ndim == 0:
@@ -42,7 +42,7 @@ def _per_sample_time(t: Tensor, x: Tensor, name: str = "t") -> Tensor:
 
 
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor | None = None,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, *, check: bool = True) -> Tensor:
     """Draw ``x_t = alpha_t x0 + sigma_t eps`` with ``eps ~ N(0, I)``.
 
     Parameters
@@ -50,14 +50,17 @@ def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor | None = N
     x0 : Tensor, shape (B, *event_shape)
     t : Tensor, shape (B,) or scalar, in [0, 1]
     noise : Tensor shaped like x0, optional; drawn from ``generator`` when absent.
+    check : validate the values of x0 and t (a read-back from the device); the training step
+        skips it for data it validated once and times it drew itself (CUDA-graph capture).
     """
-    check_finite(x0, "x0")
-    t = _per_sample_time(t, x0)
+    if check:
+        check_finite(x0, "x0")
+    t = _per_sample_time(t, x0, check=check)
     if noise is None:
         noise = randn_like(x0, generator)
     elif noise.shape != x0.shape:
         raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    alpha, sigma = schedule.coefficients(t, x0)
+    alpha, sigma = schedule.coefficients(t, x0, check=check)
     return alpha * x0 + sigma * noise
 
 

@@ -19,7 +19,7 @@ from ._utils import append_dims, check_time
 
 __all__ = ["Schedule", "linear", "cosine", "sigmoid", "rescale_zero_terminal_snr"]
 
-_SNAP = 1e-9  # |t*T - k| below this counts as the grid point k
+SNAP = 1e-9  # |t*T - k| below this counts as the grid point k
 
 
 class Schedule:
@@ -92,16 +92,20 @@ class Schedule:
             self._device_tables[device] = (self.alpha_bars.to(device), self.log_snrs.to(device))
         return self._device_tables[device]
 
-    def _locate(self, t: Tensor):
-        t = check_time(t).to(torch.float64)
+    def _locate(self, t: Tensor, check: bool = True):
+        t = (check_time(t) if check else t).to(torch.float64)
         u = t * self.T
-        u = torch.where((u - u.round()).abs() < _SNAP, u.round(), u)
+        u = torch.where((u - u.round()).abs() < SNAP, u.round(), u)
         k = u.floor().clamp(0, self.T - 1)
         return k.long(), u - k
 
-    def alpha2_sigma2(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha_t**2, sigma_t**2)`` in float64, each shaped like ``t``."""
-        k, f = self._locate(t)
+    def alpha2_sigma2(self, t: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
+        """``(alpha_t**2, sigma_t**2)`` in float64, each shaped like ``t``.
+
+        ``check=False`` skips the validation of t (which reads values back from the device) for
+        times the library drew itself, e.g. inside a captured CUDA graph.
+        """
+        k, f = self._locate(t, check)
         ab, lam = self._tables(k.device)
         lam_t = (1 - f) * lam[k] + f * lam[k + 1]
         alpha2 = torch.sigmoid(lam_t)
@@ -116,7 +120,7 @@ class Schedule:
         alpha2 = torch.where(first, 1 - s2_first, torch.where(last, a2_last, alpha2))
         return alpha2, sigma2
 
-    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+    def alpha_sigma(self, t: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
         """Signal and noise scales ``(alpha_t, sigma_t)`` at times ``t``.
 
         Parameters
@@ -127,7 +131,7 @@ class Schedule:
         -------
         alpha_t, sigma_t : Tensor, float64, shaped like ``t``, ``alpha_t**2 + sigma_t**2 == 1``.
         """
-        alpha2, sigma2 = self.alpha2_sigma2(t)
+        alpha2, sigma2 = self.alpha2_sigma2(t, check=check)
         return alpha2.sqrt(), sigma2.sqrt()
 
     def log_snr(self, t: Tensor) -> Tensor:
@@ -175,11 +179,11 @@ class Schedule:
 
     # -- the forward process (implemented in anydiff.process) ----------------------------------
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: torch.Generator | None = None, *, check: bool = True) -> Tensor:
         """Draw ``x_t ~ q(x_t | x0) = N(alpha_t x0, sigma_t**2 I)``; see :func:`anydiff.process.q_sample`."""
         from . import process
 
-        return process.q_sample(self, x0, t, noise=noise, generator=generator)
+        return process.q_sample(self, x0, t, noise=noise, generator=generator, check=check)
 
     def q_posterior(self, x0: Tensor, x_t: Tensor, t: Tensor, s_: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of ``q(x_s | x_t, x0)`` for ``s_ < t``; see :func:`anydiff.process.q_posterior`."""
@@ -187,9 +191,9 @@ class Schedule:
 
         return process.q_posterior(self, x0, x_t, t, s_)
 
-    def coefficients(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    def coefficients(self, t: Tensor, like: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
         """``(alpha_t, sigma_t)`` broadcast against ``like`` (shape ``(B, *event)``), in its dtype."""
-        alpha, sigma = self.alpha_sigma(t)
+        alpha, sigma = self.alpha_sigma(t, check=check)
         return (append_dims(alpha, like.ndim).to(like.dtype), append_dims(sigma, like.ndim).to(like.dtype))
 
 

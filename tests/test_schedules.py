@@ -270,7 +270,7 @@ def test_end_intervals_interpolate_the_vanishing_variance(sched, f):
     of a zero-terminal-SNR schedule alpha^2 is linear in t."""
     kind, T, z, s = sched
     ab = np_alpha_bars(s.betas.numpy())
-    # t within 1e-9 / T of a grid point is snapped onto it (schedules._SNAP): allow that much
+    # t within 1e-9 / T of a grid point is snapped onto it (schedules.SNAP): allow that much
     snap = 1e-9
     a2, s2 = s.alpha2_sigma2(t64(f / T))
     assert abs(float(s2) - f * (1 - ab[1])) <= snap * (1 - ab[1]) + 1e-13
