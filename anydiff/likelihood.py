@@ -12,7 +12,8 @@ discrete schedule do not slow the solver. By the instantaneous change of variabl
 
 with ``div = D sigma^2/2 - sigma/2 div_x eps_hat``. The divergence is exact (D reverse-mode passes,
 for small D) or Hutchinson's estimate ``E[z^T J z]`` with fixed Rademacher probes (Grathwohl et al.
-2019). The solver is the adaptive Dormand-Prince 5(4) pair, one step size for the batch.
+2019). The solver is the adaptive Dormand-Prince 5(4) pair with a step size per sample, so that a
+sample's log-likelihood does not depend on the rest of its batch.
 """
 from __future__ import annotations
 
@@ -44,28 +45,37 @@ LOG_SNR_FLOOR = -20.0  # where the prior N(0, I) is taken when log-SNR at t=1 is
 
 
 def _dormand_prince(f, y0: Tensor, s0: float, s1: float, rtol: float, atol: float, max_steps: int) -> Tensor:
-    """Integrate dy/ds = f(s, y) from s0 to s1 (either direction); y of shape (B, n)."""
-    span = s1 - s0
-    h = span / 64
-    s, y = s0, y0
-    k1 = f(s, y)
+    """Integrate dy/ds = f(s, y) from s0 to s1 (either direction) for a batch y of shape (B, n).
+
+    Every sample has its own position s and step size h (f takes s of shape (B,)), so a sample's
+    result does not depend on which other samples share its batch.
+    """
+    B, span = y0.shape[0], s1 - s0
+    direction = 1.0 if span > 0 else -1.0
+    s = torch.full((B,), s0, dtype=y0.dtype, device=y0.device)
+    h = torch.full_like(s, span / 64)
+    y, k1 = y0, f(s, y0)
     for _ in range(max_steps):
-        if (s1 - s) * (1 if span > 0 else -1) <= 1e-12 * abs(span):
+        remaining = (s1 - s) * direction
+        active = remaining > 1e-12 * abs(span)
+        if not bool(active.any()):
             return y
-        if abs(h) > abs(s1 - s):
-            h = s1 - s
+        h = torch.where(active, direction * torch.minimum(h.abs(), remaining), torch.zeros_like(h))
         ks = [k1]
         for i in range(1, 7):
-            y_i = y + h * sum(a * k for a, k in zip(_A[i], ks))
+            y_i = y + h[:, None] * sum(a * k for a, k in zip(_A[i], ks))
             ks.append(f(s + _C[i] * h, y_i))
-        y_new = y + h * sum(b * k for b, k in zip(_B5, ks))
-        err = h * sum(e * k for e, k in zip(_ERR, ks))
+        y_new = y + h[:, None] * sum(b * k for b, k in zip(_B5, ks))
+        err = h[:, None] * sum(e * k for e, k in zip(_ERR, ks))
         scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
-        err_norm = float(((err / scale) ** 2).mean(dim=1).sqrt().max())
-        if err_norm <= 1.0:
-            s, y, k1 = s + h, y_new, ks[6]
-        factor = 5.0 if err_norm == 0 else min(5.0, max(0.2, 0.9 * err_norm ** -0.2))
-        h *= factor
+        err_norm = ((err / scale) ** 2).mean(dim=1).sqrt()
+        accept = active & (err_norm <= 1.0)
+        s = torch.where(accept, s + h, s)
+        y = torch.where(accept[:, None], y_new, y)
+        k1 = torch.where(accept[:, None], ks[6], k1)
+        factor = torch.where(err_norm == 0, torch.full_like(err_norm, 5.0),
+                             (0.9 * err_norm.clamp(min=1e-300) ** -0.2).clamp(0.2, 5.0))
+        h = h * factor
     raise RuntimeError(f"log_likelihood: the ODE solver did not finish in {max_steps} steps; "
                        "raise max_steps or loosen rtol/atol")
 
@@ -113,8 +123,7 @@ def log_likelihood(model, x: Tensor, *, schedule: Schedule, prediction: str = "e
         probes = (torch.randint(0, 2, (n_probes, B, D), generator=generator, device=gen_dev)
                   .to(dev, torch.float64) * 2 - 1)
 
-    def eps_and_div(lam: float, x_flat: Tensor) -> tuple[Tensor, Tensor]:
-        lam_t = torch.full((B,), lam, dtype=torch.float64, device=dev)
+    def eps_and_div(lam_t: Tensor, x_flat: Tensor) -> tuple[Tensor, Tensor]:
         t = schedule.t_of_log_snr(lam_t)
         alpha, sigma = torch.sigmoid(lam_t).sqrt()[:, None], torch.sigmoid(-lam_t).sqrt()[:, None]
         with torch.enable_grad():
@@ -131,11 +140,11 @@ def log_likelihood(model, x: Tensor, *, schedule: Schedule, prediction: str = "e
                            * z.to(dtype)).sum(1) for j, z in enumerate(probes)) / n_probes
         return eps.detach().to(torch.float64), div.detach().to(torch.float64)
 
-    def rhs(lam: float, y: Tensor) -> Tensor:
+    def rhs(lam: Tensor, y: Tensor) -> Tensor:
         x_flat = y[:, :D]
-        sigma2 = torch.sigmoid(torch.tensor(-lam, dtype=torch.float64))
+        sigma2 = torch.sigmoid(-lam)
         eps, div_eps = eps_and_div(lam, x_flat)
-        dx = 0.5 * sigma2 * x_flat - 0.5 * sigma2.sqrt() * eps
+        dx = 0.5 * sigma2[:, None] * x_flat - 0.5 * sigma2.sqrt()[:, None] * eps
         ddelta = 0.5 * sigma2 * D - 0.5 * sigma2.sqrt() * div_eps
         return torch.cat([dx, ddelta[:, None]], dim=1)
 
