@@ -4,6 +4,9 @@
   2015) between two sample sets of any event shape and of possibly different sizes.
 * :func:`mode_weights`, :func:`mean_responsibilities` and :func:`mode_weight_error` -- how a set of
   samples spreads its mass over the components of an :class:`anydiff.oracles.GaussianMixture`.
+* :func:`mmd`, :func:`energy_distance` -- kernel / distance two-sample statistics (squared forms).
+* :func:`c2st` -- classifier two-sample test: cross-validated ROC-AUC of a classifier (needs
+  scikit-learn, imported only when called).
 
 All functions accept torch tensors or numpy arrays of shape ``(n, *event_shape)`` and compute in
 float64.
@@ -17,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["sliced_wasserstein", "mode_weights", "mean_responsibilities", "mode_weight_error"]
+__all__ = ["sliced_wasserstein", "mode_weights", "mean_responsibilities", "mode_weight_error", "mmd",
+           "energy_distance", "c2st"]
 
 # Upper bound on the elements of one (rows x projections) block, so that the memory of
 # sliced_wasserstein stays bounded (~64 MB of float64 per block) whatever n and n_projections.
@@ -253,3 +257,243 @@ def mode_weight_error(x, gm) -> float:
     """
     r = mean_responsibilities(x, gm)
     return float(0.5 * (r - gm.weights.to(torch.float64).cpu()).abs().sum())
+
+
+# -- two-sample statistics ---------------------------------------------------------------------
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def _flat_pair(x, y) -> tuple[Tensor, Tensor]:
+    x, y = _as_samples(x, "x"), _as_samples(y, "y")  # -> float64 (n, D), (m, D) on x's device
+    x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1).to(x.device)
+    if y.shape[1] != x.shape[1]:
+        raise ValueError(f"y has {y.shape[1]} values per sample but x has {x.shape[1]}; both sets must "
+                         "have the same event shape")
+    return x, y
+
+
+def _subsample(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """At most k rows of x, drawn without replacement (all of x, in order, if it has <= k rows)."""
+    if x.shape[0] <= k:
+        return x
+    dev = generator.device if generator is not None else torch.device("cpu")
+    return x[torch.randperm(x.shape[0], generator=generator, device=dev)[:k].to(x.device)]
+
+
+def _prepare(x, y, max_samples, generator, unbiased) -> tuple[Tensor, Tensor]:
+    """Shared validation and subsampling of mmd and energy_distance; returns centred sets."""
+    x, y = _flat_pair(x, y)
+    max_samples = _check_int(max_samples, "max_samples", 2)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if not isinstance(unbiased, bool):
+        raise ValueError(f"unbiased={unbiased!r} must be True or False")
+    for name, s in (("x", x), ("y", y)) if unbiased else ():
+        if s.shape[0] < 2:
+            raise ValueError(f"{name} has 1 sample; the unbiased estimate needs at least 2 (or unbiased=False)")
+    x, y = _subsample(x, max_samples, generator), _subsample(y, max_samples, generator)
+    # Both statistics are translation invariant; centring keeps _sq_dist_blocks' expansion accurate.
+    centre = torch.cat([x, y]).mean(dim=0)
+    return x - centre, y - centre
+
+
+def _sq_dist_blocks(a: Tensor, b: Tensor, same: bool):
+    """Yield (row offset, block of squared distances |a_i - b_j|^2) of bounded memory.
+
+    Exact differences in low dimension (where duplicates are common and the cancellation of the
+    faster expansion |a|^2 + |b|^2 - 2 a.b would matter); with ``same`` (b is a) the diagonal is 0.
+    """
+    b2 = (b * b).sum(dim=1)
+    rows = max(1, _BLOCK_ELEMENTS // b.shape[0])
+    for s in range(0, a.shape[0], rows):
+        blk = a[s:s + rows]
+        if a.shape[1] <= 32:
+            d2 = torch.cdist(blk, b, compute_mode="donot_use_mm_for_euclid_dist").square_()
+        else:
+            d2 = ((blk * blk).sum(dim=1)[:, None] + b2[None, :] - 2.0 * (blk @ b.T)).clamp_(min=0.0)
+        if same:
+            r = torch.arange(blk.shape[0], device=a.device)
+            d2[r, r + s] = 0.0
+        yield s, d2
+
+
+def _pair_mean(a: Tensor, b: Tensor, fn, same: bool, unbiased: bool) -> Tensor:
+    """Mean of fn(|a_i - b_j|^2) over all pairs, or over i != j when same and unbiased."""
+    total = sum(fn(d2).sum() for _, d2 in _sq_dist_blocks(a, b, same))
+    n, m = a.shape[0], b.shape[0]
+    if same and unbiased:
+        return (total - n * fn(torch.zeros((), dtype=torch.float64))) / (n * (n - 1))
+    return total / (n * m)
+
+
+def _median_distance(z: Tensor) -> float:
+    """Median of the pairwise distances |z_i - z_j|, i < j (of the positive ones if that is 0)."""
+    n = z.shape[0]
+    cols = torch.arange(n, device=z.device)
+    d2 = torch.cat([d[cols[None, :] > cols[s:s + d.shape[0], None]] for s, d in _sq_dist_blocks(z, z, True)])
+    med = float(d2.median()) if d2.numel() else 0.0
+    if med == 0.0:
+        pos = d2[d2 > 0]
+        med = float(pos.median()) if pos.numel() else 1.0  # all points equal: any bandwidth gives 0
+    return math.sqrt(med)
+
+
+def mmd(x, y, *, bandwidth: float | None = None, unbiased: bool = True, max_samples: int = 5000,
+        generator: torch.Generator | None = None) -> float:
+    """Squared maximum mean discrepancy with a Gaussian (RBF) kernel.
+
+    ``MMD^2 = E k(X, X') + E k(Y, Y') - 2 E k(X, Y)`` with ``k(a, b) = exp(-|a - b|^2 / (2 h^2))``
+    (Gretton et al. 2012, "A kernel two-sample test", JMLR 13). The unbiased estimate (their
+    ``MMD_u^2``, eq. 3) averages the within-set terms over pairs ``i != j``; it has expectation 0
+    when x and y come from the same distribution and may then be slightly negative. The biased
+    one (``MMD_b^2``) includes ``i == j`` and is always >= 0.
+
+    Parameters
+    ----------
+    x : Tensor or ndarray, shape (n, *event_shape)
+        The first sample set, flattened to (n, D). A 1-D array is read as n scalar samples.
+    y : Tensor or ndarray, shape (m, *event_shape)
+        The second sample set, flattened to (m, D) with the same D; m may differ from n.
+    bandwidth : float, optional
+        Kernel width ``h`` in the units of the data. None: the median heuristic, ``h`` = (lower)
+        median of the distances ``|z_i - z_j|, i < j`` over a random subset of at most max_samples
+        points of the pooled sets (median of the positive distances if that median is 0).
+    unbiased : bool, default True
+        U-statistic (``i != j``, needs n, m >= 2) or V-statistic.
+    max_samples : int, default 5000
+        Each set is subsampled at random to at most this many rows. Time is ``O(max_samples^2)``;
+        memory is bounded blocks, except ``max_samples^2 / 2`` floats for the median heuristic.
+    generator : torch.Generator, optional
+        Source of the subsampling; None uses torch's global generator.
+
+    Returns
+    -------
+    float
+        The squared MMD, dimensionless, in ``[-2, 2]`` (biased: ``[0, 2]``).
+
+    Raises
+    ------
+    ValueError
+        If x or y is not a non-empty finite array of shape (n, *event_shape), if their event
+        sizes differ, if a set has one sample with unbiased=True, or if an option is invalid.
+    """
+    x, y = _prepare(x, y, max_samples, generator, unbiased)
+    if bandwidth is None:
+        bandwidth = _median_distance(_subsample(torch.cat([x, y]), max_samples, generator))
+    elif isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real) or not (
+            math.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth={bandwidth!r} must be a positive finite number or None")
+    gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
+    kernel = lambda d2: torch.exp(-gamma * d2)  # noqa: E731
+    return float(_pair_mean(x, x, kernel, True, unbiased) + _pair_mean(y, y, kernel, True, unbiased)
+                 - 2.0 * _pair_mean(x, y, kernel, False, unbiased))
+
+
+def energy_distance(x, y, *, unbiased: bool = True, max_samples: int = 5000,
+                    generator: torch.Generator | None = None) -> float:
+    """Energy distance in its squared form, ``2 E|X - Y| - E|X - X'| - E|Y - Y'|``.
+
+    Székely & Rizzo 2013, "Energy statistics: a class of statistics based on distances", J. Stat.
+    Plan. Inference 143; ``|.|`` is the Euclidean norm of the flattened samples. It is >= 0, and 0
+    only for equal distributions; its square root is a metric, which is what
+    ``scipy.stats.energy_distance`` returns for the empirical distributions: in 1-D
+    ``energy_distance(u, v, unbiased=False) == scipy.stats.energy_distance(u, v) ** 2``.
+    The default estimates the within-set terms by U-statistics (pairs ``i != j``): unbiased, of
+    expectation 0 for equal distributions, then possibly slightly negative. ``unbiased=False``
+    gives the plug-in (V-statistic) value, always >= 0.
+
+    Parameters
+    ----------
+    x : Tensor or ndarray, shape (n, *event_shape)
+        The first sample set, flattened to (n, D). A 1-D array is read as n scalar samples.
+    y : Tensor or ndarray, shape (m, *event_shape)
+        The second sample set, flattened to (m, D) with the same D; m may differ from n.
+    unbiased : bool, default True
+        U-statistics for ``E|X - X'|`` and ``E|Y - Y'|`` (needs n, m >= 2), or V-statistics.
+    max_samples : int, default 5000
+        Each set is subsampled at random to at most this many rows; time and memory are
+        ``O(max_samples^2)`` (computed in blocks of bounded memory, in float64).
+    generator : torch.Generator, optional
+        Source of the subsampling; None uses torch's global generator.
+
+    Returns
+    -------
+    float
+        The squared energy distance, in the units of the data.
+
+    Raises
+    ------
+    ValueError
+        If x or y is not a non-empty finite array of shape (n, *event_shape), if their event
+        sizes differ, if a set has one sample with unbiased=True, or if an option is invalid.
+    """
+    x, y = _prepare(x, y, max_samples, generator, unbiased)
+    return float(2.0 * _pair_mean(x, y, torch.sqrt, False, unbiased)
+                 - _pair_mean(x, x, torch.sqrt, True, unbiased) - _pair_mean(y, y, torch.sqrt, True, unbiased))
+
+
+def c2st(x, y, *, n_splits: int = 5, random_state: int | None = 0, max_samples: int = 10000) -> float:
+    """Classifier two-sample test: cross-validated ROC-AUC of a classifier telling y from x.
+
+    Lopez-Paz & Oquab 2017, "Revisiting classifier two-sample tests", ICLR, with the ROC-AUC
+    (threshold-free) in place of their accuracy. Both sets are subsampled at random to the same
+    size ``k = min(n, m, max_samples)`` (balanced classes), labelled 0 (x) and 1 (y), and split by
+    stratified K-fold; on each fold scikit-learn's ``HistGradientBoostingClassifier`` is fitted on
+    the training part and scored on the held-out part. Requires scikit-learn (imported here only).
+
+    0.5 is best (the sets cannot be told apart), 1.0 means perfectly separable. Values below 0.5
+    are noise of a chance-level classifier (read them as 0.5), of order ``0.4 / sqrt(k)``.
+
+    Parameters
+    ----------
+    x : Tensor or ndarray, shape (n, *event_shape)
+        The first sample set (e.g. real data), flattened to (n, D). 1-D: n scalar samples.
+    y : Tensor or ndarray, shape (m, *event_shape)
+        The second sample set (e.g. generated), flattened to (m, D) with the same D.
+    n_splits : int, default 5
+        Number of folds, >= 2; each set needs at least this many samples.
+    random_state : int or None, default 0
+        Seed of the subsampling, the fold shuffling and the classifier; an int makes the result
+        deterministic.
+    max_samples : int, default 10000
+        Most samples used from each set.
+
+    Returns
+    -------
+    float
+        Mean ROC-AUC over the folds, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If x or y is not a non-empty finite array of shape (n, *event_shape), if their event
+        sizes differ, if a set has fewer than n_splits samples, or if an option is invalid.
+    """
+    x, y = _flat_pair(x, y)
+    n_splits = _check_int(n_splits, "n_splits", 2)
+    max_samples = _check_int(max_samples, "max_samples", n_splits)
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)):
+        raise ValueError(f"random_state={random_state!r} must be an int or None")
+    for name, s in (("x", x), ("y", y)):
+        if s.shape[0] < n_splits:
+            raise ValueError(f"{name} has {s.shape[0]} samples; c2st needs at least n_splits={n_splits}")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(x.shape[0], y.shape[0], max_samples)
+    rng = np.random.default_rng(random_state)
+    xs = x.cpu().numpy()[rng.choice(x.shape[0], size=k, replace=False)]
+    ys = y.cpu().numpy()[rng.choice(y.shape[0], size=k, replace=False)]
+    features = np.concatenate([xs, ys])
+    labels = np.concatenate([np.zeros(k, dtype=np.int64), np.ones(k, dtype=np.int64)])
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    aucs = []
+    for train, test in folds.split(features, labels):
+        clf = HistGradientBoostingClassifier(random_state=random_state).fit(features[train], labels[train])
+        aucs.append(roc_auc_score(labels[test], clf.predict_proba(features[test])[:, 1]))
+    return float(np.mean(aucs))

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anydiff.metrics import mean_responsibilities, mode_weight_error, mode_weights, sliced_wasserstein
+from anydiff.metrics import (c2st, energy_distance, mean_responsibilities, mmd, mode_weight_error, mode_weights,
+                             sliced_wasserstein)
 from anydiff.oracles import GaussianMixture
 
 
@@ -200,3 +201,214 @@ def test_mode_metrics_bad_input(fn):
         fn(torch.full((3, 2), float("inf")), gm)
     with pytest.raises(ValueError, match="x is empty"):
         fn(torch.zeros(0, 2), gm)
+
+
+# -- MMD and energy distance -------------------------------------------------------------------
+
+def brute_force_mmd(a: np.ndarray, b: np.ndarray, h: float, unbiased: bool) -> float:
+    def k(u, v):
+        return math.exp(-float(np.sum((u - v) ** 2)) / (2 * h * h))
+
+    def within(s):
+        total = sum(k(s[i], s[j]) for i in range(len(s)) for j in range(len(s)) if i != j or not unbiased)
+        return total / (len(s) * (len(s) - 1) if unbiased else len(s) ** 2)
+
+    cross = sum(k(u, v) for u in a for v in b) / (len(a) * len(b))
+    return within(a) + within(b) - 2 * cross
+
+
+def brute_force_energy(a: np.ndarray, b: np.ndarray, unbiased: bool) -> float:
+    def within(s):
+        total = sum(np.linalg.norm(s[i] - s[j]) for i in range(len(s)) for j in range(len(s)))
+        return total / (len(s) * (len(s) - 1) if unbiased else len(s) ** 2)
+
+    cross = sum(np.linalg.norm(u - v) for u in a for v in b) / (len(a) * len(b))
+    return 2 * cross - within(a) - within(b)
+
+
+def brute_force_median_distance(z: np.ndarray) -> float:
+    return float(np.median([np.linalg.norm(z[i] - z[j]) for i in range(len(z)) for j in range(i + 1, len(z))]))
+
+
+@pytest.mark.parametrize("D", [1, 3, 40])  # 40 > 32: the |a|^2 + |b|^2 - 2 a.b branch
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_mmd_and_energy_match_brute_force(D, unbiased):
+    rng = np.random.default_rng(D)
+    a, b = rng.normal(size=(7, D)) + 100.0, rng.standard_t(3, size=(9, D)) + 100.5  # far from 0
+    for h in (0.3, 1.0, 2.5 * math.sqrt(D)):
+        assert mmd(a, b, bandwidth=h, unbiased=unbiased) == pytest.approx(
+            brute_force_mmd(a, b, h, unbiased), rel=1e-9, abs=1e-12)
+    assert energy_distance(a, b, unbiased=unbiased) == pytest.approx(
+        brute_force_energy(a, b, unbiased), rel=1e-9, abs=1e-12)
+    # median heuristic: 6 + 8 pooled points have 91 pairs, an odd count, so the median is unique
+    a, b = a[:6], b[:8]
+    h = brute_force_median_distance(np.concatenate([a, b]))
+    assert mmd(a, b, unbiased=unbiased) == pytest.approx(brute_force_mmd(a, b, h, unbiased), rel=1e-9, abs=1e-12)
+
+
+def test_median_heuristic_skips_zero_distances_and_constant_data():
+    # mostly duplicated points: the median distance is 0, so the positive distances are used
+    a = np.array([[0.0], [0.0], [0.0], [0.0], [1.0]])
+    b = np.array([[0.0], [0.0], [3.0]])
+    assert mmd(a, b) == pytest.approx(brute_force_mmd(a, b, 2.0, True), rel=1e-12)  # 6 ones, one 2, 6 threes
+    assert mmd(np.zeros((4, 2)), np.zeros((3, 2))) == 0.0
+
+
+samples_1d_2 = st.lists(st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False), min_size=2, max_size=15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=samples_1d, b=samples_1d)
+def test_energy_1d_matches_scipy_squared(a, b):
+    from scipy.stats import energy_distance as scipy_energy
+
+    got = energy_distance(np.array(a), np.array(b), unbiased=False)
+    assert got == pytest.approx(scipy_energy(a, b) ** 2, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=samples_1d_2, b=samples_1d_2)
+def test_energy_unbiased_rescales_within_terms(a, b):
+    # U-statistic within term = n / (n - 1) times the V-statistic one
+    a, b = np.array(a), np.array(b)
+    n, m = len(a), len(b)
+    wa, wb = np.abs(a[:, None] - a).sum() / n**2, np.abs(b[:, None] - b).sum() / m**2
+    expected = energy_distance(a, b, unbiased=False) + wa + wb - wa * n / (n - 1) - wb * m / (m - 1)
+    assert energy_distance(a, b) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("metric", [lambda x, y: mmd(x, y, bandwidth=2.0), energy_distance])
+def test_two_sample_statistics_near_zero_for_same_distribution_and_grow_with_shift(metric):
+    D, n = 3, 1500
+    x = torch.randn(n, D, generator=seeded(30), dtype=torch.float64)
+    y = torch.randn(n + 200, D, generator=seeded(31), dtype=torch.float64)
+    direction = torch.tensor([1.0, -0.5, 0.25], dtype=torch.float64)
+    values = [metric(x, y + c * direction) for c in (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)]
+    # same distribution: the unbiased estimate is noise around 0, far below a 0.25 shift's value
+    assert abs(values[0]) < 0.1 * values[2]
+    assert all(v1 < v2 for v1, v2 in zip(values[1:], values[2:]))
+    assert metric(x, x.clone()) == pytest.approx(metric(x, x[torch.randperm(n, generator=seeded(32))]), abs=1e-12)
+    assert metric(x, y + direction) == pytest.approx(metric(y + direction, x), rel=1e-9)
+
+
+def test_biased_versions_are_nonnegative_and_zero_on_identical_sets():
+    x = torch.randn(50, 2, 2, generator=seeded(33))
+    assert mmd(x, x, unbiased=False) == pytest.approx(0.0, abs=1e-12)
+    assert energy_distance(x, x, unbiased=False) == pytest.approx(0.0, abs=1e-12)
+    # identical sets, unbiased: the within terms lose the zero diagonal, so the value is negative
+    assert energy_distance(x, x) < 0 and mmd(x, x) < 0
+
+
+def test_event_shape_flattened_numpy_matches_torch_and_subsampling():
+    x = torch.randn(400, 2, 3, generator=seeded(34), dtype=torch.float64)
+    y = torch.randn(300, 2, 3, generator=seeded(35), dtype=torch.float64) + 0.2
+    for fn in (mmd, energy_distance):
+        assert fn(x, y) == pytest.approx(fn(x.reshape(400, 6).numpy(), y.reshape(300, 6).numpy()), rel=1e-12)
+        # subsampling is reproducible with a seeded generator and close to the full value
+        sub = [fn(x, y, max_samples=200, generator=seeded(36)) for _ in range(2)]
+        assert sub[0] == sub[1]
+        assert sub[0] == pytest.approx(fn(x, y), rel=0.5)
+        assert fn(x, y, max_samples=200, generator=seeded(37)) != sub[0]
+
+
+def test_max_samples_bounds_blocked_computation():
+    # a tiny memory block (several blocks per matrix) gives the same value
+    import anydiff.metrics as metrics
+
+    x, y = torch.randn(60, 3, generator=seeded(38)), torch.randn(45, 3, generator=seeded(39)) + 0.5
+    full = (mmd(x, y), energy_distance(x, y))
+    old = metrics._BLOCK_ELEMENTS
+    try:
+        metrics._BLOCK_ELEMENTS = 7 * 60
+        blocked = (mmd(x, y), energy_distance(x, y))
+    finally:
+        metrics._BLOCK_ELEMENTS = old
+    assert blocked == pytest.approx(full, rel=1e-12)
+
+
+# -- classifier two-sample test ----------------------------------------------------------------
+
+@pytest.fixture
+def one_thread():
+    """Run scikit-learn's OpenMP code on one thread: on a busy machine its spinning threads can
+    make a 0.5 s fit take 30 s. The result does not depend on the thread count."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1):
+        yield
+
+
+def test_c2st_chance_for_same_distribution_and_one_for_separated(one_thread):
+    g = seeded(40)
+    x = torch.randn(1000, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(1200, 2, generator=g, dtype=torch.float64)
+    same = c2st(x, y)
+    assert same == pytest.approx(0.5, abs=0.05)
+    assert c2st(x, y) == same  # deterministic with random_state
+    assert c2st(x, y + 6.0) > 0.99
+    assert 0.6 < c2st(x, y + 0.5) < 0.9
+
+
+def test_c2st_balanced_subsampling_and_event_shapes(one_thread):
+    x = np.random.default_rng(41).normal(size=(300, 2, 2))
+    y = np.random.default_rng(42).normal(size=(5000, 2, 2)) + 3.0
+    assert c2st(x, y, n_splits=3, max_samples=200) > 0.95
+    assert c2st(x, y, n_splits=3, random_state=1) != c2st(x, y, n_splits=3, random_state=2)
+
+
+# -- bad inputs and optional dependencies ------------------------------------------------------
+
+@pytest.mark.parametrize("fn", [mmd, energy_distance, c2st])
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x=[[0.0], [1.0]]), "x must be"),
+    (dict(y="data"), "y must be"),
+    (dict(x=torch.empty(0, 2)), "x is empty"),
+    (dict(y=np.zeros((0, 2))), "y is empty"),
+    (dict(x=torch.tensor(1.0)), "x must have shape"),
+    (dict(x=torch.tensor([[0.0, float("nan")]] * 6)), "x contains NaN"),
+    (dict(y=torch.tensor([[0.0, float("inf")]] * 6)), "y contains NaN"),
+    (dict(y=torch.zeros(6, 3)), "y has 3 values per sample"),
+    (dict(y=torch.zeros(6, 1, 2, 1)), None),  # same number of values per sample: accepted
+    (dict(max_samples=1), "max_samples"),
+    (dict(max_samples=2.5), "max_samples"),
+])
+def test_two_sample_bad_input(fn, kwargs, match, one_thread):
+    args = dict(x=torch.zeros(6, 2), y=torch.ones(7, 2))
+    args.update(kwargs)
+    if match is None:
+        fn(**args)
+        return
+    with pytest.raises(ValueError, match=match):
+        fn(**args)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x, y: mmd(x[:1], y), "x has 1 sample"),
+    (lambda x, y: energy_distance(x, y[:1]), "y has 1 sample"),
+    (lambda x, y: mmd(x, y, bandwidth=0.0), "bandwidth"),
+    (lambda x, y: mmd(x, y, bandwidth=float("nan")), "bandwidth"),
+    (lambda x, y: mmd(x, y, unbiased=1), "unbiased"),
+    (lambda x, y: energy_distance(x, y, generator=0), "generator"),
+    (lambda x, y: c2st(x[:4], y), "x has 4 samples"),
+    (lambda x, y: c2st(x, y[:2], n_splits=3), "y has 2 samples"),
+    (lambda x, y: c2st(x, y, n_splits=1), "n_splits"),
+    (lambda x, y: c2st(x, y, random_state=1.5), "random_state"),
+])
+def test_two_sample_bad_options(call, match, one_thread):
+    with pytest.raises(ValueError, match=match):
+        call(torch.zeros(6, 2), torch.ones(7, 2))
+
+
+def test_biased_statistics_accept_single_samples():
+    assert mmd(torch.zeros(1, 2), torch.zeros(1, 2), unbiased=False) == 0.0
+    assert energy_distance(np.array([0.0]), np.array([3.0]), unbiased=False) == pytest.approx(6.0)
+
+
+def test_metrics_import_does_not_need_sklearn():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", "import anydiff.metrics, sys; assert 'sklearn' not in sys.modules"],
+                   env=env, check=True)
