@@ -6,7 +6,20 @@ from .sampling import encode, sample
 from .schedules import Schedule
 from .training import Trainer
 
+
+def __getattr__(name):
+    """Estimators and load need scikit-learn / safetensors: imported on first use."""
+    if name == "VectorDiffusion":
+        from .estimators import VectorDiffusion
+
+        return VectorDiffusion
+    if name == "load":
+        from .io import load
+
+        return load
+    raise AttributeError(f"module 'anydiff' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
-           "parameterization", "process", "timesteps", "losses", "nn", "Trainer", "__version__"]
+           "parameterization", "process", "timesteps", "losses", "nn", "Trainer", "VectorDiffusion", "load", "__version__"]
