@@ -195,8 +195,19 @@ class Trainer:
             else:
                 cond = cond.long()
             cond = cond.to(self.device)
-        self.X, self.cond = X.to(self.device), cond
-        self.mask = mask.to(self.device) if mask is not None else None
+        mask = mask.to(self.device) if mask is not None else None
+        if self._graph is not None:
+            # a captured graph reads the tensors it was captured with: refill them in place
+            same = (X.shape == self.X.shape and (cond is None) == (self.cond is None)
+                    and (mask is None) == (self.mask is None)
+                    and (cond is None or (cond.shape == self.cond.shape and cond.dtype == self.cond.dtype)))
+            if same:
+                for old, new in ((self.X, X), (self.cond, cond), (self.mask, mask)):
+                    if old is not None:
+                        old.copy_(new)
+                return
+            self._graph = None  # different data: capture again
+        self.X, self.cond, self.mask = X.to(self.device), cond, mask
 
     # -- one step ------------------------------------------------------------------------------
     def _draw(self):
