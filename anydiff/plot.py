@@ -217,7 +217,7 @@ def plot_trajectories(trajectory, *, ax=None, n_paths: int = 50, linewidth: floa
     ax.plot(paths[..., 0], paths[..., 1], color="0.4", linewidth=linewidth, alpha=alpha)
     ax.scatter(paths[0, :, 0], paths[0, :, 1], marker="x", s=12, color="tab:blue", label="start")
     ax.scatter(paths[-1, :, 0], paths[-1, :, 1], marker="o", s=8, color="tab:red", label="end")
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     ax.legend(loc="upper right")
     return fig
 
