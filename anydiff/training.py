@@ -254,14 +254,15 @@ class Trainer:
 
     _capturing = False
 
-    def _capture(self) -> None:
-        """Warm up on a side stream, then capture one whole training step as a CUDA graph."""
+    def _capture(self, warmup: int) -> int:
+        """Warm up on a side stream (``warmup`` real steps, which initialise the optimizer's
+        state), then capture one whole training step as a CUDA graph. Returns the steps taken."""
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         self._capturing = True
         torch.cuda.manual_seed(self.seed + self.step)
         with torch.cuda.stream(stream):
-            for _ in range(3):  # real steps: they initialise the optimizer's state
+            for _ in range(warmup):
                 self._set_lr(self.step)
                 self._train_step()
                 self.step += 1
@@ -270,6 +271,7 @@ class Trainer:
         with torch.cuda.graph(graph):
             self._train_step()
         self._graph, self._capturing = graph, False
+        return warmup
 
     def _lr_factor(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -357,17 +359,18 @@ class Trainer:
         stop = self.max_steps if steps is None else min(self.max_steps, self.step + steps)
         while self.step < stop:
             if self.cuda_graph and self._graph is None:
-                self._capture()
-                since += 3
-                continue
-            self._set_lr(self.step)
-            if self._graph is not None:
-                self._graph.replay()
+                since += self._capture(warmup=min(3, stop - self.step))
+                if self.step < stop:
+                    continue
             else:
-                self._train_step()
-            self.step += 1
-            since += 1
-            last = self.step == stop
+                self._set_lr(self.step)
+                if self._graph is not None:
+                    self._graph.replay()
+                else:
+                    self._train_step()
+                self.step += 1
+                since += 1
+            last = self.step >= stop
             if self.step % self.log_every == 0 or last:
                 loss = self._read_loss(since)
                 self.history.append({"step": self.step, "loss": loss, "lr": self.learning_rate * self._lr_factor(self.step - 1)})
