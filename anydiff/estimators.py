@@ -37,6 +37,13 @@ def _seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+def _generator(random_state) -> torch.Generator:
+    """A torch.Generator from None / int / torch.Generator, or a seed drawn from a RandomState."""
+    if random_state is None or isinstance(random_state, (int, torch.Generator)):
+        return as_generator(random_state)
+    return as_generator(_seed_from(random_state))
+
+
 class VectorDiffusion(TransformerMixin, BaseEstimator):
     """A diffusion model of numeric vectors with a scikit-learn interface.
 
@@ -206,8 +213,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         if guidance_scale is not None and y is None:
             raise ValueError("guidance_scale needs y: guidance sharpens the class given in y")
         cond = self._encode_labels(y, int(n_samples))
-        gen = as_generator(random_state if random_state is None or isinstance(random_state, (int, torch.Generator))
-                           else _seed_from(random_state))
+        gen = _generator(random_state)
         out = []
         for lo in range(0, n_samples, chunk_size):
             hi = min(lo + chunk_size, n_samples)
@@ -230,8 +236,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
             return X
         Z = (X - self.mean_) / self.scale_
         dev = self._device()
-        gen = as_generator(random_state if random_state is None or isinstance(random_state, int)
-                           else _seed_from(random_state))
+        gen = _generator(random_state)
         known = torch.from_numpy(np.where(observed, Z, 0.0)).float().to(dev)
         mask = torch.from_numpy(observed.astype(np.float32)).to(dev)
         filled = sample(self.model_, tuple(known.shape), sampler="ddpm",

@@ -151,6 +151,7 @@ class Trainer:
         self._bad_step = torch.full((), -1, dtype=torch.long, device=dev)  # first non-finite loss
         self._loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         self._graph = None
+        self._capturing = False  # True while warming up for and capturing the CUDA graph
 
     # -- set-up --------------------------------------------------------------------------------
     def _wrap_ddp(self, local_rank: int) -> nn.Module:
@@ -251,8 +252,6 @@ class Trainer:
         self._bad_step.copy_(torch.where(finite | (self._bad_step >= 0), self._bad_step, self._step_t))
         self._loss_sum += loss.detach().float()
         return loss
-
-    _capturing = False
 
     def _capture(self, warmup: int) -> int:
         """Warm up on a side stream (``warmup`` real steps, which initialise the optimizer's
