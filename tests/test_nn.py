@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from anydiff.nn import (
     ConditionEmbedding,
+    FourierFeatures,
     ResidualMLP,
     TimeEmbedding,
     Transformer,
@@ -30,7 +31,8 @@ def small_transformer(channels=3, **kw):
 
 
 # name -> (constructor, data shape)
-NETS = {"mlp": (small_mlp, (B, 3)), "transformer": (small_transformer, (B, 4, 3))}
+NETS = {"mlp": (small_mlp, (B, 3)), "mlp_fourier": (lambda **kw: small_mlp(fourier_features=4, **kw), (B, 3)),
+        "transformer": (small_transformer, (B, 4, 3))}
 
 
 def make(name, gen, perturb=True, **kw):
@@ -270,6 +272,11 @@ def test_bad_inputs_raise_value_error_naming_the_argument(gen):
     ("dropout", lambda: Transformer(3, dropout=1.0)),
     ("mlp_ratio", lambda: Transformer(3, mlp_ratio=0.0)),
     ("dim", lambda: ResidualMLP(0)),
+    ("fourier_features", lambda: ResidualMLP(3, fourier_features=-1)),
+    ("fourier_features", lambda: ResidualMLP(3, fourier_features=True)),
+    ("scale", lambda: FourierFeatures(3, scale=0.0)),
+    ("scale", lambda: FourierFeatures(3, scale=float("nan"))),
+    ("n_frequencies", lambda: FourierFeatures(3, n_frequencies=0)),
     ("dim", lambda: TimeEmbedding(7)),
     ("n_tokens", lambda: transformer_flops(Transformer(3, width=8, depth=1, heads=2), 0)),
     ("model", lambda: transformer_flops(ResidualMLP(3), 4)),
@@ -277,6 +284,36 @@ def test_bad_inputs_raise_value_error_naming_the_argument(gen):
 def test_bad_constructor_arguments(name, build):
     with pytest.raises(ValueError, match=name):
         build()
+
+
+# --- periodic input features --------------------------------------------------------------------
+
+@settings(max_examples=10, deadline=None)
+@given(b=st.integers(1, 4), d=st.integers(1, 5), k=st.integers(1, 6), scale=st.floats(0.05, 5.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_fourier_features_match_brute_force(b, d, k, scale, seed):
+    feats = FourierFeatures(d, k, scale, seed=seed).double()
+    x = torch.randn(b, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out = feats(x)
+    assert out.shape == (b, feats.out_dim) == (b, d * (1 + 2 * k))
+    W = feats.freqs
+    for i in range(b):
+        expect = [x[i, j].item() for j in range(d)]
+        expect += [math.sin(2 * math.pi * W[j, m].item() * x[i, j].item()) for j in range(d) for m in range(k)]
+        expect += [math.cos(2 * math.pi * W[j, m].item() * x[i, j].item()) for j in range(d) for m in range(k)]
+        assert torch.allclose(out[i], torch.tensor(expect, dtype=torch.float64), atol=1e-12)
+
+
+def test_fourier_frequencies_are_seeded_and_scaled():
+    state = torch.get_rng_state()
+    a, b, c = FourierFeatures(4, 500, 0.5, seed=1), FourierFeatures(4, 500, 0.5, seed=1), FourierFeatures(4, 500, 0.5, seed=2)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is left alone
+    assert torch.equal(a.freqs, b.freqs) and not torch.equal(a.freqs, c.freqs)
+    # 2000 draws of N(0, 0.5^2): the sample sd is within 5 standard errors (0.5 / sqrt(2 * 2000) each)
+    assert abs(a.freqs.std().item() - 0.5) < 5 * 0.5 / math.sqrt(4000)
+    # a saved and reloaded network keeps its frequencies (they are a buffer in the state dict)
+    net = ResidualMLP(2, hidden=8, depth=1, fourier_features=3)
+    assert "features.freqs" in net.state_dict()
 
 
 # --- FLOPs ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Only torch is imported here.
 from .embeddings import (
     ConditionEmbedding,
     Conditioning,
+    FourierFeatures,
     TimeEmbedding,
     sinusoidal_features,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Conditioning",
     "DiTBlock",
     "FiLMResidualBlock",
+    "FourierFeatures",
     "ResidualMLP",
     "SelfAttention",
     "TimeEmbedding",

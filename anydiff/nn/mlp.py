@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._checks import check_data, check_dropout, check_positive_int
-from .embeddings import Conditioning
+from .embeddings import Conditioning, FourierFeatures
 
 __all__ = ["FiLMResidualBlock", "ResidualMLP", "modulate"]
 
@@ -50,7 +50,7 @@ class FiLMResidualBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """Residual MLP denoiser ``model(x_t, t, cond=None) -> (B, D)`` for vector data.
 
-    ``Linear(D, hidden)``, ``depth`` pre-norm residual blocks (He et al. 2016)
+    Optional periodic features of each coordinate (:class:`FourierFeatures`), ``Linear(., hidden)``, ``depth`` pre-norm residual blocks (He et al. 2016)
     (:class:`FiLMResidualBlock`) conditioned on ``c = TimeEmbedding(t) + ConditionEmbedding(cond)``
     through FiLM scale and shift, then ``LayerNorm -> SiLU -> Linear(hidden, D)`` whose weight and
     bias start at zero, so the untrained model outputs exactly 0 (the zero-initialised output
@@ -64,19 +64,27 @@ class ResidualMLP(nn.Module):
     depth : int; the number of residual blocks.
     dropout : float; dropout probability inside the blocks.
     time_embedding : ``"sinusoidal"`` or ``"fourier"``; see :class:`~anydiff.nn.TimeEmbedding`.
+    fourier_features : int; frequencies per input coordinate (:class:`FourierFeatures`);
+        0 (default) feeds the raw coordinates only.
+    fourier_scale : float; standard deviation of those frequencies, in cycles per unit of x_t.
     num_classes : int, optional; class-conditional model (labels in [-1, num_classes), -1 = null).
     cond_dim : int, optional; model conditioned on float vectors of shape (B, cond_dim).
     """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 4, dropout: float = 0.0,
-                 time_embedding: str = "sinusoidal", num_classes: int | None = None,
+                 time_embedding: str = "sinusoidal", fourier_features: int = 0,
+                 fourier_scale: float = 0.5, num_classes: int | None = None,
                  cond_dim: int | None = None):
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
         self.hidden = check_positive_int(hidden, "hidden")
         self.depth = check_positive_int(depth, "depth")
         self.conditioning = Conditioning(self.hidden, time_embedding, num_classes, cond_dim)
-        self.inp = nn.Linear(self.dim, self.hidden)
+        if isinstance(fourier_features, bool) or not isinstance(fourier_features, int) or fourier_features < 0:
+            raise ValueError(f"fourier_features={fourier_features!r} must be a non-negative integer "
+                             "(0 turns the features off)")
+        self.features = FourierFeatures(self.dim, fourier_features, fourier_scale) if fourier_features else None
+        self.inp = nn.Linear(self.features.out_dim if self.features else self.dim, self.hidden)
         self.blocks = nn.ModuleList(FiLMResidualBlock(self.hidden, check_dropout(dropout))
                                     for _ in range(self.depth))
         self.out = nn.Sequential(nn.LayerNorm(self.hidden), nn.SiLU(),
@@ -102,7 +110,8 @@ class ResidualMLP(nn.Module):
         """
         check_data(x_t, 2, self.dim, "dim", "(B, D)")
         c = self.conditioning(t, x_t.shape[0], cond, cond_keep)
-        h = self.inp(x_t.to(self.inp.weight.dtype))
+        x = x_t.to(self.inp.weight.dtype)
+        h = self.inp(self.features(x) if self.features is not None else x)
         for block in self.blocks:
             h = block(h, c)
         return self.out(h).to(x_t.dtype)
