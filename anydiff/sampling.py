@@ -9,6 +9,7 @@ the schedule and cast to x's dtype only when they multiply data.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,14 +36,17 @@ class Denoiser:
     Classifier-free guidance (Ho & Salimans 2022) combines the conditional and unconditional
     outputs as ``out_uncond + w (out_cond - out_uncond)``; the four parameterizations are affine
     in one another at fixed ``x_t``, so combining the raw outputs is the same in any of them.
-    ``clip_x0`` (None by default: non-image data have no natural range) clamps x0_hat.
+    ``clip_x0`` (None by default: non-image data have no natural range) clamps x0_hat: a number
+    ``c`` to ``[-c, c]``, or a pair ``(low, high)`` of tensors that broadcast against the event
+    shape (per-feature bounds, such as the range of the training data); see :func:`clip_bounds`.
     """
 
     def __init__(self, model: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
-                 guidance_scale: float | None = None, clip_x0: float | None = None):
+                 guidance_scale: float | None = None, clip_x0=None):
         self.model, self.schedule = model, schedule
         self.prediction = check_prediction(prediction)
-        self.cond, self.guidance_scale, self.clip_x0 = cond, guidance_scale, clip_x0
+        self.cond, self.guidance_scale = cond, guidance_scale
+        self.clip_x0 = None if clip_x0 is None else clip_bounds(clip_x0)
         self.evaluations = 0
 
     def _call(self, x: Tensor, t: Tensor, cond) -> Tensor:
@@ -62,7 +66,8 @@ class Denoiser:
         alpha, sigma = self.schedule.alpha_sigma(t)
         x0, eps = to_x0_eps(out, self.prediction, x, _c(alpha, x), _c(sigma, x))
         if self.clip_x0 is not None:
-            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+            low, high = (b.to(x.device, x.dtype) for b in self.clip_x0)
+            x0 = torch.clamp(x0, low, high)
             eps = torch.where(_c(sigma, x) > 0, eps_from_x0(x0, x, _c(alpha, x), _c(sigma, x)), eps)
         return x0, eps
 
@@ -299,6 +304,37 @@ def _check_inpainting(known, mask, shape, device, dtype):
     return torch.where(mask > 0, known, torch.zeros_like(known)), mask
 
 
+def clip_bounds(clip_x0, event_shape: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """Validate ``clip_x0`` and return ``(low, high)`` as float64 tensors.
+
+    ``clip_x0`` is a positive number ``c`` (bounds ``[-c, c]``) or a pair ``(low, high)`` of
+    numbers, arrays or tensors with ``low <= high`` everywhere that broadcast against
+    ``event_shape`` (when given).
+    """
+    if isinstance(clip_x0, (int, float)) and not isinstance(clip_x0, bool):
+        if not (math.isfinite(clip_x0) and clip_x0 > 0):
+            raise ValueError(f"clip_x0={clip_x0!r} must be a positive number or a pair (low, high)")
+        low, high = torch.tensor(-float(clip_x0), dtype=torch.float64), torch.tensor(float(clip_x0), dtype=torch.float64)
+    elif isinstance(clip_x0, (tuple, list)) and len(clip_x0) == 2:
+        try:
+            low, high = (torch.as_tensor(b, dtype=torch.float64) for b in clip_x0)
+            if event_shape is not None:
+                torch.broadcast_shapes(low.shape, high.shape, tuple(event_shape))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"clip_x0 bounds must be numbers or arrays that broadcast against the "
+                             f"event shape {tuple(event_shape or ())}: {exc}") from exc
+        if event_shape is not None and (low.ndim > len(event_shape) or high.ndim > len(event_shape)):
+            raise ValueError(f"clip_x0 bounds of shapes {tuple(low.shape)} and {tuple(high.shape)} have "
+                             f"more dimensions than the event shape {tuple(event_shape)}")
+        if bool(torch.isnan(low).any() or torch.isnan(high).any()):
+            raise ValueError("clip_x0 bounds must not be NaN")
+        if not bool((low <= high).all()):
+            raise ValueError("clip_x0=(low, high) needs low <= high everywhere")
+    else:
+        raise ValueError(f"clip_x0 must be None, a positive number or a pair (low, high), got {clip_x0!r}")
+    return low, high
+
+
 def _infer_device(model, x_T, known, device):
     if device is not None:
         return torch.device(device)
@@ -318,7 +354,7 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
            cond=None, guidance_scale: float | None = None, known: Tensor | None = None,
            mask: Tensor | None = None, timesteps: str | Tensor = "trailing", x_T: Tensor | None = None,
            progress: bool = False, return_trajectory: bool = False, resample: int = 1,
-           corrector_steps: int = 1, snr: float | None = None, clip_x0: float | None = None,
+           corrector_steps: int = 1, snr: float | None = None, clip_x0=None,
            device=None, dtype: torch.dtype = torch.float32):
     """Draw samples from a diffusion model.
 
@@ -350,7 +386,8 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
         (``langevin`` and ``pc``); the step size is ``2 (snr sigma_t)^2``. ``snr=None`` takes 0.16
         for ``pc`` (Song et al. 2021) and 0.5 for ``langevin``, which has no predictor to carry the
         chain from one noise level to the next and so needs larger steps.
-    clip_x0 : clamp x0_hat to [-clip_x0, clip_x0]; None (default) never clips.
+    clip_x0 : clamp x0_hat: a number ``c`` to [-c, c], or a pair ``(low, high)`` of per-feature
+        bounds broadcasting against the event shape; None (default) never clips.
     device, dtype : where and in what dtype to sample when x_T does not say.
 
     Returns
@@ -394,6 +431,8 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
     if forward and known is not None:
         raise ValueError("known/mask apply to sampling (decreasing timesteps), not to encoding")
 
+    if clip_x0 is not None:
+        clip_x0 = clip_bounds(clip_x0, shape[1:])
     den = Denoiser(model, schedule, prediction, cond=cond, guidance_scale=guidance_scale, clip_x0=clip_x0)
     if snr is None:
         snr = 0.5 if sampler == "langevin" else 0.16
