@@ -78,6 +78,7 @@ ESTIMATOR_OPTIONS = {  # option -> (type, help); defaults come from VectorDiffus
     "learning_rate": (float, "peak learning rate"),
     "hidden": (int, "MLP width"),
     "depth": (int, "residual blocks"),
+    "fourier_features": (int, "periodic input features per column (0 = off)"),
     "prediction": (str, "eps, x0 or v"),
     "schedule": (str, "cosine, linear or sigmoid"),
     "sampler": (str, "sampler used by `sample`"),

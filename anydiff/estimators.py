@@ -56,6 +56,13 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     learning_rate : float, default=1e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
     hidden, depth, dropout : the residual MLP's width, number of blocks and dropout.
+    fourier_features : int, default=16
+        Fixed periodic features per (standardized) feature fed to the network next to the raw
+        values (:class:`anydiff.nn.FourierFeatures`); 0 turns them off. They let the MLP learn
+        sharp structure fast: after 3000 steps on the checkerboard, C2ST AUC 0.51 with them and
+        0.59 without.
+    fourier_scale : float, default=0.5
+        Standard deviation of those frequencies, in cycles per standard deviation of the data.
     prediction : {"v", "eps", "x0"}, default="v"
         What the network predicts. v (Salimans & Ho 2022) is the default because an eps network's
         error near t = 1 is multiplied by sigma/alpha when converted to x0.
@@ -63,6 +70,10 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     n_timesteps : int, default=1000, the T of the discrete schedule.
     sampler : str, default="dpmpp_2m", one of :data:`anydiff.sampling.SAMPLERS`.
     sampling_steps : int, default=20
+    clip : bool, default=True
+        In ``sample`` and ``impute``, clamp the denoiser's estimate of the clean data to the range
+        of each feature seen in ``fit`` (``data_min_``, ``data_max_``), so that no sample falls
+        far outside the data (a rare row of an under-trained model can). False never clips.
     timesteps : {"logsnr", "trailing", "karras"}, default="logsnr", the sampling time grid
         (on two moons at 20 DPM-Solver++ steps: C2ST AUC 0.52 with "logsnr", 0.60 with "trailing").
     ema_decay : float, default=0.999, EMA of the weights used for sampling.
@@ -74,6 +85,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     mean_, scale_ : ndarray (n_features,), the standardization.
+    data_min_, data_max_ : ndarray (n_features,), the range of each feature in ``fit``.
     classes_ : ndarray or None, the labels seen in ``fit`` (None without ``y``).
     model_ : torch.nn.Module, the EMA denoiser (in standardized units).
     schedule_ : anydiff.Schedule
@@ -88,11 +100,14 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "fourier_features": [Interval(Integral, 0, None, closed="left")],
+        "fourier_scale": [Interval(Real, 0, None, closed="neither")],
         "prediction": [StrOptions({"eps", "x0", "v"})],
         "schedule": [StrOptions(set(_SCHEDULES))],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
         "sampler": [StrOptions(set(SAMPLERS))],
         "sampling_steps": [Interval(Integral, 1, None, closed="left")],
+        "clip": ["boolean"],
         "timesteps": [StrOptions(set(SPACINGS))],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "label_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -102,9 +117,10 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     }
 
     def __init__(self, *, max_steps: int = 2000, batch_size: int = 256, learning_rate: float = 1e-3,
-                 hidden: int = 256, depth: int = 4, dropout: float = 0.0, prediction: str = "v",
+                 hidden: int = 256, depth: int = 4, dropout: float = 0.0, fourier_features: int = 16,
+                 fourier_scale: float = 0.5, prediction: str = "v",
                  schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m",
-                 sampling_steps: int = 20, timesteps: str = "logsnr", ema_decay: float = 0.999,
+                 sampling_steps: int = 20, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
                  label_dropout: float = 0.1, device: str = "auto", random_state=None, verbose: bool = False):
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -112,11 +128,14 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         self.hidden = hidden
         self.depth = depth
         self.dropout = dropout
+        self.fourier_features = fourier_features
+        self.fourier_scale = fourier_scale
         self.prediction = prediction
         self.schedule = schedule
         self.n_timesteps = n_timesteps
         self.sampler = sampler
         self.sampling_steps = sampling_steps
+        self.clip = clip
         self.timesteps = timesteps
         self.ema_decay = ema_decay
         self.label_dropout = label_dropout
@@ -127,6 +146,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
     def _network(self, n_features: int, n_classes: int | None) -> ResidualMLP:
         return ResidualMLP(n_features, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
+                           fourier_features=self.fourier_features, fourier_scale=float(self.fourier_scale),
                            num_classes=n_classes)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -143,6 +163,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0), scale, 1.0)
+        self.data_min_, self.data_max_ = X.min(axis=0), X.max(axis=0)
         Z = (X - self.mean_) / self.scale_
         seed = _seed_from(self.random_state)
         self.schedule_ = _SCHEDULES[self.schedule](self.n_timesteps)
@@ -196,8 +217,15 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
                              f"known labels are {self.classes_.tolist()[:10]}")
         return torch.from_numpy(codes.astype(np.int64)).to(self._device())
 
+    def _clip_bounds(self):
+        """``clip_x0`` for the sampler: the fitted range in standardized units, or None."""
+        if not self.clip:
+            return None
+        return ((self.data_min_ - self.mean_) / self.scale_, (self.data_max_ - self.mean_) / self.scale_)
+
     def _sample_kwargs(self) -> dict:
-        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self.timesteps)
+        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self.timesteps,
+                    clip_x0=self._clip_bounds())
 
     # -- generation ----------------------------------------------------------------------------
     def sample(self, n_samples: int = 1, *, y=None, guidance_scale: float | None = None,
@@ -241,7 +269,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         mask = torch.from_numpy(observed.astype(np.float32)).to(dev)
         filled = sample(self.model_, tuple(known.shape), sampler="ddpm",
                         steps=steps or max(self.sampling_steps, 50), generator=gen, known=known, mask=mask,
-                        resample=resample, schedule=self.schedule_, prediction=self.prediction)
+                        resample=resample, schedule=self.schedule_, prediction=self.prediction,
+                        clip_x0=self._clip_bounds())
         return np.where(observed, X, self._to_units(filled))
 
     # -- likelihood ----------------------------------------------------------------------------
@@ -295,6 +324,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors["fitted.mean"] = torch.from_numpy(self.mean_)
         tensors["fitted.scale"] = torch.from_numpy(self.scale_)
+        tensors["fitted.data_min"] = torch.from_numpy(self.data_min_)
+        tensors["fitted.data_max"] = torch.from_numpy(self.data_max_)
         return meta, tensors
 
     def _restore(self, meta: dict, tensors: dict) -> None:
@@ -303,6 +334,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         self.loss_curve_, self.n_iter_ = list(meta["loss_curve"]), int(meta["n_iter"])
         self.mean_ = tensors["fitted.mean"].double().numpy()
         self.scale_ = tensors["fitted.scale"].double().numpy()
+        self.data_min_ = tensors["fitted.data_min"].double().numpy()
+        self.data_max_ = tensors["fitted.data_max"].double().numpy()
         self.schedule_ = _SCHEDULES[self.schedule](self.n_timesteps)
         net = self._network(self.n_features_in_, None if self.classes_ is None else len(self.classes_))
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

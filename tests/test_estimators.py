@@ -39,6 +39,36 @@ def test_samples_match_the_data(gaussian_fit):
     np.testing.assert_allclose(np.cov(s.T), cov, rtol=0.15, atol=0.05)
 
 
+def test_clip_keeps_samples_in_the_fitted_range(gaussian_fit):
+    """clip=True clamps the clean-data estimate to the range seen in fit; without it a Gaussian's
+    samples pass the extremes of 3000 training points about once per 3000 draws per side."""
+    est, X, _ = gaussian_fit
+    np.testing.assert_array_equal(est.data_min_, X.min(0))
+    np.testing.assert_array_equal(est.data_max_, X.max(0))
+    clipped = est.sample(20000, random_state=2)
+    tol = 1e-6 * np.abs(X).max(0)  # float32 sampling, standardized and back
+    assert ((clipped >= X.min(0) - tol) & (clipped <= X.max(0) + tol)).all()
+    free = clone_with(est, clip=False).sample(20000, random_state=2)
+    assert ((free < X.min(0)) | (free > X.max(0))).any()
+    inside = ((free >= X.min(0)) & (free <= X.max(0))).all(1)
+    assert inside.mean() > 0.99  # clipping touches the rare rows only
+
+
+def clone_with(est, **params):
+    """A fitted estimator's copy with other sampling parameters (no refit)."""
+    import copy
+
+    other = copy.deepcopy(est)
+    return other.set_params(**params)
+
+
+def test_without_fourier_features():
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    est = VectorDiffusion(**{**TINY, "fourier_features": 0}).fit(X)
+    assert est.model_.features is None and est.sample(5, random_state=0).shape == (5, 3)
+    assert VectorDiffusion(**TINY).fit(X).model_.features.out_dim == 3 * 33
+
+
 def test_sampling_is_reproducible_and_chunked(gaussian_fit):
     est = gaussian_fit[0]
     a = est.sample(300, random_state=7)
@@ -91,7 +121,8 @@ def test_save_load_round_trip(gaussian_fit, tmp_path):
     loaded = ad.load(path)
     assert type(loaded) is VectorDiffusion and loaded.get_params() == est.get_params()
     assert np.array_equal(loaded.sample(50, random_state=3), est.sample(50, random_state=3))
-    np.testing.assert_array_equal(loaded.mean_, est.mean_)
+    for attr in ("mean_", "scale_", "data_min_", "data_max_"):
+        np.testing.assert_array_equal(getattr(loaded, attr), getattr(est, attr))
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
