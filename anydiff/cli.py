@@ -173,8 +173,7 @@ def cmd_demo(args) -> None:
     quick = args.quick
     X = make_moons(2000 if quick else 8000, noise=0.1, random_state=0)
     reference = make_moons(2000 if quick else 5000, noise=0.1, random_state=1)
-    est = VectorDiffusion(max_steps=200 if quick else 3000, batch_size=512, hidden=128, depth=3,
-                          learning_rate=2e-3, random_state=0, verbose=not args.quiet)
+    est = VectorDiffusion(max_steps=200 if quick else 3000, random_state=0, verbose=not args.quiet)
     start = time.perf_counter()
     est.fit(X)
     print(f"trained VectorDiffusion on two moons ({len(X)} points, {est.max_steps} steps) in "

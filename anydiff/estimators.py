@@ -49,13 +49,18 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    max_steps : int, default=2000
-        Training iterations (optimizer steps).
-    batch_size : int, default=256
+    max_steps : int, default=5000
+        Training iterations (optimizer steps). The defaults (5000 steps of batch 512 through a
+        128-wide, 3-block MLP) fit a 2-D toy set in about 70 s on one CPU core; on spirals they
+        reach C2ST AUC 0.53, where the earlier defaults (2000 steps of batch 256 through 256 x 4,
+        lr 1e-3) reached 0.67 in the same time (0.5 = indistinguishable from data).
+    batch_size : int, default=512
         Training batch (capped at the number of samples).
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=2e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
-    hidden, depth, dropout : the residual MLP's width, number of blocks and dropout.
+    hidden, depth, dropout : int, int, float, default=128, 3, 0.0
+        The residual MLP's width, number of blocks and dropout. Wider networks pay off for
+        many features (tables); on CPU they cost time roughly in proportion to hidden^2.
     fourier_features : int, default=16
         Fixed periodic features per (standardized) feature fed to the network next to the raw
         values (:class:`anydiff.nn.FourierFeatures`); 0 turns them off. They let the MLP learn
@@ -116,8 +121,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         "verbose": ["boolean"],
     }
 
-    def __init__(self, *, max_steps: int = 2000, batch_size: int = 256, learning_rate: float = 1e-3,
-                 hidden: int = 256, depth: int = 4, dropout: float = 0.0, fourier_features: int = 16,
+    def __init__(self, *, max_steps: int = 5000, batch_size: int = 512, learning_rate: float = 2e-3,
+                 hidden: int = 128, depth: int = 3, dropout: float = 0.0, fourier_features: int = 16,
                  fourier_scale: float = 0.5, prediction: str = "v",
                  schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m",
                  sampling_steps: int = 20, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
