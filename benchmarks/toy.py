@@ -79,7 +79,8 @@ def git_revision() -> str:
 def fit_diffusion(X, cfg, seed):
     est = anydiff.VectorDiffusion(max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                                   learning_rate=cfg.learning_rate, hidden=cfg.hidden, depth=cfg.depth,
-                                  fourier_features=cfg.fourier_features, sampling_steps=cfg.sampling_steps, device="cpu", random_state=seed)
+                                  fourier_features=cfg.fourier_features, sampler=cfg.sampler,
+                                  sampling_steps=cfg.sampling_steps, device="cpu", random_state=seed)
     return est.fit(X), {}
 
 
@@ -303,7 +304,8 @@ def main() -> None:
                         help="independent training/test/reference sets per toy set, metrics averaged (default 3)")
     parser.add_argument("--fourier-features", type=int, default=16,
                         help="periodic input features per coordinate (0 = raw coordinates only)")
-    parser.add_argument("--sampling-steps", type=int, default=50)
+    parser.add_argument("--sampler", default="ddpm", help="VectorDiffusion's sampler (default ddpm)")
+    parser.add_argument("--sampling-steps", type=int, default=100)
     parser.add_argument("--n-test", type=int, default=None,
                         help="held-out points per training set for the log-likelihood (default 500)")
     parser.add_argument("--threads", type=int, default=1,
@@ -340,7 +342,7 @@ def main() -> None:
     print(f"VectorDiffusion: ResidualMLP hidden={cfg.hidden} depth={cfg.depth} "
           f"fourier_features={cfg.fourier_features}, max_steps={cfg.max_steps}, "
           f"batch_size={cfg.batch_size}, learning_rate={cfg.learning_rate:g} (warm-up + cosine decay), "
-          f"prediction=v, cosine schedule, EMA 0.999, sampler dpmpp_2m with {cfg.sampling_steps} steps "
+          f"prediction=v, cosine schedule, EMA 0.999, sampler {cfg.sampler} with {cfg.sampling_steps} steps "
           f"(log-SNR grid), clip to the data range, random_state={cfg.seed} + 1000 * repeat, device=cpu")
     print(f"GMM: full covariances, n_components in 1..{cfg.max_components} by BIC, random_state={cfg.seed}")
     print(f"KDE: Gaussian kernel, bandwidth by 5-fold GridSearchCV over {cfg.bw_points} log-spaced values "
