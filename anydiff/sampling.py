@@ -318,14 +318,12 @@ def clip_bounds(clip_x0, event_shape: tuple[int, ...] | None = None) -> tuple[Te
     elif isinstance(clip_x0, (tuple, list)) and len(clip_x0) == 2:
         try:
             low, high = (torch.as_tensor(b, dtype=torch.float64) for b in clip_x0)
-            if event_shape is not None:
-                torch.broadcast_shapes(low.shape, high.shape, tuple(event_shape))
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"clip_x0 bounds must be numbers or arrays that broadcast against the "
-                             f"event shape {tuple(event_shape or ())}: {exc}") from exc
-        if event_shape is not None and (low.ndim > len(event_shape) or high.ndim > len(event_shape)):
-            raise ValueError(f"clip_x0 bounds of shapes {tuple(low.shape)} and {tuple(high.shape)} have "
-                             f"more dimensions than the event shape {tuple(event_shape)}")
+            fits = event_shape is None or torch.broadcast_shapes(low.shape, high.shape, tuple(event_shape)) == tuple(event_shape)
+        except (TypeError, ValueError, RuntimeError):
+            fits = False
+        if not fits:
+            raise ValueError(f"clip_x0=(low, high) must be numbers or arrays that broadcast to the event "
+                             f"shape {tuple(event_shape)}")
         if bool(torch.isnan(low).any() or torch.isnan(high).any()):
             raise ValueError("clip_x0 bounds must not be NaN")
         if not bool((low <= high).all()):

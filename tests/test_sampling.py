@@ -308,6 +308,8 @@ def test_per_feature_x0_bounds(sampler):
     (dict(clip_x0=(1.0, 0.0)), "clip_x0"),
     (dict(clip_x0=([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])), "clip_x0"),
     (dict(clip_x0=(torch.zeros(4, 2), torch.ones(4, 2))), "clip_x0"),
+    (dict(clip_x0=(torch.zeros(2, 1), torch.ones(2))), "clip_x0"),
+    (dict(clip_x0=("low", "high")), "clip_x0"),
     (dict(clip_x0=([float("nan"), 0.0], [1.0, 1.0])), "clip_x0"),
 ])
 def test_bad_input_names_the_argument(kwargs, match):

@@ -50,9 +50,9 @@ class FiLMResidualBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """Residual MLP denoiser ``model(x_t, t, cond=None) -> (B, D)`` for vector data.
 
-    Optional periodic features of each coordinate (:class:`FourierFeatures`), ``Linear(., hidden)``, ``depth`` pre-norm residual blocks (He et al. 2016)
-    (:class:`FiLMResidualBlock`) conditioned on ``c = TimeEmbedding(t) + ConditionEmbedding(cond)``
-    through FiLM scale and shift, then ``LayerNorm -> SiLU -> Linear(hidden, D)`` whose weight and
+    Optional periodic features of each coordinate (:class:`FourierFeatures`), ``Linear(., hidden)``,
+    ``depth`` pre-norm residual blocks (He et al. 2016) (:class:`FiLMResidualBlock`) conditioned on
+    ``c = TimeEmbedding(t) + ConditionEmbedding(cond)`` through FiLM scale and shift, then ``LayerNorm -> SiLU -> Linear(hidden, D)`` whose weight and
     bias start at zero, so the untrained model outputs exactly 0 (the zero-initialised output
     layer of DiT, Peebles & Xie 2023). The input is cast to the parameter dtype and the output
     back to the dtype of ``x_t``.
