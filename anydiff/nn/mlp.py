@@ -52,9 +52,10 @@ class ResidualMLP(nn.Module):
 
     Optional periodic features of each coordinate (:class:`FourierFeatures`), ``Linear(., hidden)``,
     ``depth`` pre-norm residual blocks (He et al. 2016) (:class:`FiLMResidualBlock`) conditioned on
-    ``c = TimeEmbedding(t) + ConditionEmbedding(cond)`` through FiLM scale and shift, then ``LayerNorm -> SiLU -> Linear(hidden, D)`` whose weight and
-    bias start at zero, so the untrained model outputs exactly 0 (the zero-initialised output
-    layer of DiT, Peebles & Xie 2023). The input is cast to the parameter dtype and the output
+    ``c = TimeEmbedding(t) + ConditionEmbedding(cond)`` through FiLM scale and shift, then
+    ``LayerNorm -> SiLU -> Linear(hidden, D)`` whose weight and bias start at zero, so the
+    untrained model outputs exactly 0 (the zero-initialised output layer of DiT, Peebles & Xie
+    2023). The input is cast to the parameter dtype and the output
     back to the dtype of ``x_t``.
 
     Parameters
