@@ -45,37 +45,40 @@ LOG_SNR_FLOOR = -20.0  # where the prior N(0, I) is taken when log-SNR at t=1 is
 
 
 def _dormand_prince(f, y0: Tensor, s0: float, s1: float, rtol: float, atol: float, max_steps: int) -> Tensor:
-    """Integrate dy/ds = f(s, y) from s0 to s1 (either direction) for a batch y of shape (B, n).
+    """Integrate dy/ds = f(s, y, rows) from s0 to s1 (either direction) for a batch y of shape (B, n).
 
-    Every sample has its own position s and step size h (f takes s of shape (B,)), so a sample's
-    result does not depend on which other samples share its batch.
+    Every sample has its own position s and step size h, so a sample's result does not depend on
+    which other samples share its batch. Each step evaluates ``f`` on the unfinished rows only:
+    ``rows`` (a long tensor) says which rows of the batch ``s`` (shape (len(rows),)) and ``y``
+    hold, so a batch costs what its rows need, not len(batch) times its slowest row.
     """
     B, span = y0.shape[0], s1 - s0
     direction = 1.0 if span > 0 else -1.0
     s = torch.full((B,), s0, dtype=y0.dtype, device=y0.device)
     h = torch.full_like(s, span / 64)
-    y, k1 = y0, f(s, y0)
+    y, k1 = y0.clone(), f(s, y0, torch.arange(B, device=y0.device))
     for _ in range(max_steps):
         remaining = (s1 - s) * direction
-        active = remaining > 1e-12 * abs(span)
-        if not bool(active.any()):
+        rows = (remaining > 1e-12 * abs(span)).nonzero().squeeze(1)
+        if rows.numel() == 0:
             return y
-        h = torch.where(active, direction * torch.minimum(h.abs(), remaining), torch.zeros_like(h))
-        ks = [k1]
+        s_r, y_r, k_r = s[rows], y[rows], k1[rows]
+        h_r = direction * torch.minimum(h[rows].abs(), remaining[rows])
+        ks = [k_r]
         for i in range(1, 7):
-            y_i = y + h[:, None] * sum(a * k for a, k in zip(_A[i], ks))
-            ks.append(f(s + _C[i] * h, y_i))
-        y_new = y + h[:, None] * sum(b * k for b, k in zip(_B5, ks))
-        err = h[:, None] * sum(e * k for e, k in zip(_ERR, ks))
-        scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
+            y_i = y_r + h_r[:, None] * sum(a * k for a, k in zip(_A[i], ks))
+            ks.append(f(s_r + _C[i] * h_r, y_i, rows))
+        y_new = y_r + h_r[:, None] * sum(b * k for b, k in zip(_B5, ks))
+        err = h_r[:, None] * sum(e * k for e, k in zip(_ERR, ks))
+        scale = atol + rtol * torch.maximum(y_r.abs(), y_new.abs())
         err_norm = ((err / scale) ** 2).mean(dim=1).sqrt()
-        accept = active & (err_norm <= 1.0)
-        s = torch.where(accept, s + h, s)
-        y = torch.where(accept[:, None], y_new, y)
-        k1 = torch.where(accept[:, None], ks[6], k1)
+        accept = err_norm <= 1.0
+        s[rows] = torch.where(accept, s_r + h_r, s_r)
+        y[rows] = torch.where(accept[:, None], y_new, y_r)
+        k1[rows] = torch.where(accept[:, None], ks[6], k_r)
         factor = torch.where(err_norm == 0, torch.full_like(err_norm, 5.0),
                              (0.9 * err_norm.clamp(min=1e-300) ** -0.2).clamp(0.2, 5.0))
-        h = h * factor
+        h[rows] = h_r * factor
     raise RuntimeError(f"log_likelihood: the ODE solver did not finish in {max_steps} steps; "
                        "raise max_steps or loosen rtol/atol")
 
@@ -94,6 +97,8 @@ def log_likelihood(model, x: Tensor, *, schedule: Schedule, prediction: str = "e
     divergence : "exact" (D backward passes; exact for any D, cheap for small D) or "hutchinson".
     n_probes : Rademacher probes for "hutchinson", fixed along the path.
     generator : source of the probes.
+    cond : condition passed to the model; a tensor with one row per sample (first dimension B)
+        follows its rows as the solver drops finished samples from the batch.
     t_min : the ODE starts at t_min > 0 (the score is singular at t = 0 for a learned model); the
         result is the density of x under the model's marginal at t_min, a negligible difference
         when sigma_{t_min} is small against the data's scale.
@@ -123,27 +128,30 @@ def log_likelihood(model, x: Tensor, *, schedule: Schedule, prediction: str = "e
         probes = (torch.randint(0, 2, (n_probes, B, D), generator=generator, device=gen_dev)
                   .to(dev, torch.float64) * 2 - 1)
 
-    def eps_and_div(lam_t: Tensor, x_flat: Tensor) -> tuple[Tensor, Tensor]:
+    def eps_and_div(lam_t: Tensor, x_flat: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        n = rows.shape[0]
         t = schedule.t_of_log_snr(lam_t)
         alpha, sigma = torch.sigmoid(lam_t).sqrt()[:, None], torch.sigmoid(-lam_t).sqrt()[:, None]
+        cond_rows = cond[rows] if torch.is_tensor(cond) and cond.ndim > 0 and cond.shape[0] == B else cond
         with torch.enable_grad():
             x_in = x_flat.detach().to(dtype).requires_grad_(True)
-            out = model(x_in.reshape(B, *event_shape), t.to(torch.float64 if dtype == torch.float64 else torch.float32), cond)
-            if not torch.is_tensor(out) or out.shape != (B, *event_shape):
+            out = model(x_in.reshape(n, *event_shape), t.to(torch.float64 if dtype == torch.float64 else torch.float32),
+                        cond_rows)
+            if not torch.is_tensor(out) or out.shape != (n, *event_shape):
                 raise ValueError(f"model output must be shaped like x {tuple(x.shape)}")
-            _, eps = to_x0_eps(out.reshape(B, D), prediction, x_in, alpha.to(dtype), sigma.to(dtype))
+            _, eps = to_x0_eps(out.reshape(n, D), prediction, x_in, alpha.to(dtype), sigma.to(dtype))
             if divergence == "exact":
                 div = sum(torch.autograd.grad(eps[:, i].sum(), x_in, retain_graph=i + 1 < D)[0][:, i]
                           for i in range(D))
             else:
-                div = sum((torch.autograd.grad((eps * z.to(dtype)).sum(), x_in, retain_graph=j + 1 < n_probes)[0]
-                           * z.to(dtype)).sum(1) for j, z in enumerate(probes)) / n_probes
+                div = sum((torch.autograd.grad((eps * z[rows].to(dtype)).sum(), x_in, retain_graph=j + 1 < n_probes)[0]
+                           * z[rows].to(dtype)).sum(1) for j, z in enumerate(probes)) / n_probes
         return eps.detach().to(torch.float64), div.detach().to(torch.float64)
 
-    def rhs(lam: Tensor, y: Tensor) -> Tensor:
+    def rhs(lam: Tensor, y: Tensor, rows: Tensor) -> Tensor:
         x_flat = y[:, :D]
         sigma2 = torch.sigmoid(-lam)
-        eps, div_eps = eps_and_div(lam, x_flat)
+        eps, div_eps = eps_and_div(lam, x_flat, rows)
         dx = 0.5 * sigma2[:, None] * x_flat - 0.5 * sigma2.sqrt()[:, None] * eps
         ddelta = 0.5 * sigma2 * D - 0.5 * sigma2.sqrt() * div_eps
         return torch.cat([dx, ddelta[:, None]], dim=1)
