@@ -203,15 +203,16 @@ def bold_best(values: dict, better: str) -> dict:
     return out
 
 
-def sample_check(r: dict, base: str, repeats: int) -> tuple[str, bool]:
+def sample_check(r: dict, base: str, repeats: int) -> str:
     """A sample-quality check (lower is better): "PASS" when VectorDiffusion's mean is below the
-    baseline's, "AT FLOOR" when it is within two standard errors of the fresh-data floor."""
+    baseline's, "AT FLOOR" when it is within two standard errors of the fresh-data floor, else
+    "FAIL"."""
     vd = r["VectorDiffusion"]
     if vd < r[base]:
-        return "PASS", True
+        return "PASS"
     if vd <= r["floor"] + 2 * r["floor_sd"] / np.sqrt(repeats):
-        return "AT FLOOR", True
-    return "FAIL", False
+        return "AT FLOOR"
+    return "FAIL"
 
 
 def floor_text(r: dict) -> str:
@@ -269,11 +270,11 @@ def report(results: dict, cfg) -> bool:
         notes, failed = [], []
         for metric, label in (("c2st", "C2ST"), ("sw2", "SW2")):
             for base in ("GMM", "KDE"):
-                verdict, ok = sample_check(r[metric], base, cfg.repeats)
+                verdict = sample_check(r[metric], base, cfg.repeats)
                 text = f"{label} vs {base}: {r[metric][vd]:.4f} vs {r[metric][base]:.4f}"
                 if verdict == "AT FLOOR":
                     notes.append(f"{text} (at the floor {r[metric]['floor']:.4f} +- {r[metric]['floor_sd']:.4f})")
-                elif not ok:
+                elif verdict == "FAIL":
                     failed.append(text)
         if not r["ll"][vd] > r["ll"]["KDE"]:
             failed.append(f"LL vs KDE: {r['ll'][vd]:.4f} vs {r['ll']['KDE']:.4f}")
