@@ -183,7 +183,7 @@ def cmd_demo(args) -> None:
     import torch
 
     samples = {}
-    for sampler, steps in (("dpmpp_2m", 20), ("ddim", 20), ("ddpm", 100), ("heun", 10)):
+    for sampler, steps in (("dpmpp_2m_sde", 100), ("dpmpp_2m", 20), ("ddim", 20), ("ddpm", 100), ("heun", 10)):
         est.set_params(sampler=sampler, sampling_steps=steps)
         start = time.perf_counter()
         x = est.sample(len(reference), random_state=0)

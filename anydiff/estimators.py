@@ -73,12 +73,14 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         error near t = 1 is multiplied by sigma/alpha when converted to x0.
     schedule : {"cosine", "linear", "sigmoid"}, default="cosine"
     n_timesteps : int, default=1000, the T of the discrete schedule.
-    sampler : str, default="dpmpp_2m", one of :data:`anydiff.sampling.SAMPLERS`.
-    sampling_steps : int, default=50
-        DPM-Solver++ on the log-SNR grid. The ancestral ``"ddpm"`` sampler at 100 steps gave
-        slightly better C2ST on the toy sets (checkerboard 0.510 vs 0.525) but narrower samples
-        (two moons' horizontal sd 1.67 against the data's 1.71) and so a worse sliced W2: its
-        posterior steps ignore the uncertainty of x0 over a long stride.
+    sampler : str, default="dpmpp_2m_sde", one of :data:`anydiff.sampling.SAMPLERS`.
+    sampling_steps : int, default=100
+        SDE-DPM-Solver++(2M) on the log-SNR grid: a stochastic sampler, whose fresh noise at every
+        step corrects errors the learned network accumulates, at second order. On models trained
+        with the defaults it beat the deterministic DPM-Solver++(2M) at 50 steps (twice as fast):
+        eight Gaussians' C2ST AUC 0.502 against 0.517 (samples on bridges between modes), two
+        moons' sliced W2 0.038 against 0.056, mean of 3-4 draws. The ancestral ``"ddpm"``
+        sampler needs about 500 steps for the same quality; at 100 it makes samples too narrow.
     clip : bool, default=True
         In ``sample`` and ``impute``, clamp the denoiser's estimate of the clean data to the range
         of each feature seen in ``fit`` (``data_min_``, ``data_max_``), so that no sample falls
@@ -128,8 +130,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     def __init__(self, *, max_steps: int = 5000, batch_size: int = 512, learning_rate: float = 2e-3,
                  hidden: int = 128, depth: int = 3, dropout: float = 0.0, fourier_features: int = 16,
                  fourier_scale: float = 0.5, prediction: str = "v",
-                 schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m",
-                 sampling_steps: int = 50, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
+                 schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m_sde",
+                 sampling_steps: int = 100, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
                  label_dropout: float = 0.1, device: str = "auto", random_state=None, verbose: bool = False):
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -264,7 +266,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         """Fill the NaN entries of ``X`` by sampling them conditioned on the observed ones.
 
         Uses inpainting with RePaint resampling (``resample`` repeats per step, Lugmayr et al. 2022)
-        and the ancestral sampler; observed entries are returned unchanged.
+        and the ancestral sampler, ``steps`` steps (default ``sampling_steps``, at least 50), so
+        ``steps * resample`` model calls; observed entries are returned unchanged.
         """
         check_is_fitted(self)
         X = self._validate(X, allow_nan=True)
@@ -301,8 +304,9 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
 
     # -- latent codes --------------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
-        """Deterministic encoding of X to the model's noise space (Heun ODE solver, DDIM-style
-        inversion): latent codes of shape (n_samples, n_features), roughly N(0, I)."""
+        """Deterministic encoding of X to the model's noise space (``sampling_steps`` steps of the
+        Heun ODE solver, DDIM-style inversion): latent codes of shape (n_samples, n_features),
+        roughly N(0, I)."""
         check_is_fitted(self)
         Z = torch.from_numpy(self._standardize(X)).to(self._device())
         return encode(self._float64_model(), Z, schedule=self.schedule_, prediction=self.prediction,

@@ -305,8 +305,9 @@ def main() -> None:
                         help="independent training/test/reference sets per toy set, metrics averaged (default 3)")
     parser.add_argument("--fourier-features", type=int, default=16,
                         help="periodic input features per coordinate (0 = raw coordinates only)")
-    parser.add_argument("--sampler", default="dpmpp_2m", help="VectorDiffusion's sampler (default dpmpp_2m)")
-    parser.add_argument("--sampling-steps", type=int, default=50)
+    parser.add_argument("--sampler", default="dpmpp_2m_sde",
+                        help="VectorDiffusion's sampler (default dpmpp_2m_sde, the estimator's)")
+    parser.add_argument("--sampling-steps", type=int, default=100)
     parser.add_argument("--n-test", type=int, default=None,
                         help="held-out points per training set for the log-likelihood (default 500)")
     parser.add_argument("--threads", type=int, default=1,
