@@ -191,14 +191,13 @@ def dpmpp_2m_sde(den, x, t, t_next, state):
 
     The reverse VP-SDE is linear in x given x0_hat(lambda), so a step solves it exactly up to the
     integral of x0_hat: ``x' = (sigma'/sigma) e^{-h} x + alpha' (1 - e^{-2h}) D +
-    sigma' sqrt(1 - e^{-2h}) z``, with D as in :func:`dpmpp_2m` (x0_hat on the first step, the step
-    to t' = 0 and a step from zero terminal SNR, where this is the DDPM posterior step; the
-    midpoint extrapolation in lambda after). Like DDPM, and
-    unlike the ODE solvers, the injected noise corrects the errors a learned model accumulates
-    (Karras et al. 2022, sec. 4); the second-order term lets it do so in far fewer steps. (The
-    exact integral of the linear extrapolant weighs the far end of a long step, where the
-    extrapolation is worst, and was less accurate with the exact mixture denoiser on coarse
-    log-SNR grids.)
+    sigma' sqrt(1 - e^{-2h}) z``, with D as in :func:`dpmpp_2m`: x0_hat on the first step, the
+    step to t' = 0 and a step from zero terminal SNR (there this is the DDPM posterior step), the
+    midpoint extrapolation in lambda after. Like DDPM, and unlike the ODE solvers, the injected
+    noise corrects the errors a learned model accumulates (Karras et al. 2022, sec. 4); the
+    second-order term lets it do so in far fewer steps. (The exact integral of the linear
+    extrapolant weighs the far end of a long step, where the extrapolation is worst, and was less
+    accurate with the exact mixture denoiser on coarse log-SNR grids.)
     """
     x0, _ = den(x, t)
     sched = state.schedule
