@@ -28,7 +28,7 @@ that fails by less than two standard errors of the paired difference (VectorDiff
 baseline, over the training sets) is reported as a TIE: a gap this benchmark cannot resolve, still
 counted as a failure of the target.
 
-    PYTHONPATH=. python benchmarks/toy.py                  # full run (about 40 min on 2 cores)
+    PYTHONPATH=. python benchmarks/toy.py                  # full run (about 50 min, one process)
     PYTHONPATH=. python benchmarks/toy.py --quick          # smoke run, a few seconds per set
     PYTHONPATH=. python benchmarks/toy.py --sets moons,checkerboard --max-steps 5000
 """
