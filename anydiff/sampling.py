@@ -152,20 +152,27 @@ def heun(den, x, t, t_next, state):
     return x_euler + _c(gain, x) * torch.where(_c(correct, x) > 0, eps_n - eps, torch.zeros_like(eps)) / 2
 
 
-def _multistep_x0(state, key: str, x0: Tensor, h: Tensor) -> Tensor:
-    """DPM-Solver++'s second-order data estimate for the coming step: x0_hat on the first step,
-    then ``x0_hat + (h / h_prev)(x0_hat - x0_prev) / 2 = (1 + 1/(2r)) x0_hat - 1/(2r) x0_prev``
-    with ``r = h_prev / h`` (x0_hat itself where h or h_prev is infinite: the step from zero
-    terminal SNR and the step to t = 0 stay first order). Records ``(x0_hat, h)`` under ``key``
-    in the step history for the next step."""
+def _dpmpp_terms(den, x, t, t_next, state, key: str):
+    """What both DPM-Solver++(2M) steps need: ``(D, h, alpha', sigma', sigma)`` with
+    ``h = lambda' - lambda`` (``lambda = log(alpha/sigma)``) and D the second-order data estimate,
+    x0_hat on the first step, then ``x0_hat + (h / h_prev)(x0_hat - x0_prev) / 2 =
+    (1 + 1/(2r)) x0_hat - 1/(2r) x0_prev`` with ``r = h_prev / h`` (x0_hat itself where h or h_prev
+    is infinite: the step from zero terminal SNR and the step to t = 0 stay first order). Records
+    ``(x0_hat, h)`` under ``key`` in the step history for the next step."""
+    x0, _ = den(x, t)
+    sched = state.schedule
+    alpha_n, sigma_n = sched.alpha_sigma(t_next)
+    _, sigma = sched.alpha_sigma(t)
+    h = 0.5 * (sched.log_snr(t_next) - sched.log_snr(t))
     prev = state.history.get(key)
     state.history[key] = (x0, h)
-    if prev is None:
-        return x0
-    x0_prev, h_prev = prev
-    second = torch.isfinite(h) & torch.isfinite(h_prev)
-    half_ratio = torch.where(second, h / (2 * h_prev), torch.zeros_like(h))
-    return x0 + _c(half_ratio, x0) * (x0 - x0_prev)
+    D = x0
+    if prev is not None:
+        x0_prev, h_prev = prev
+        second = torch.isfinite(h) & torch.isfinite(h_prev)
+        half_ratio = torch.where(second, h / (2 * h_prev), torch.zeros_like(h))
+        D = x0 + _c(half_ratio, x0) * (x0 - x0_prev)
+    return D, h, alpha_n, sigma_n, sigma
 
 
 def dpmpp_2m(den, x, t, t_next, state):
@@ -176,12 +183,7 @@ def dpmpp_2m(den, x, t, t_next, state):
     ``(1 + 1/(2r)) x0_hat - 1/(2r) x0_prev``, ``r = h_prev / h``, after. The step to t' = 0 and a
     step from zero terminal SNR (infinite h) are first order.
     """
-    x0, _ = den(x, t)
-    sched = state.schedule
-    alpha_n, sigma_n = sched.alpha_sigma(t_next)
-    _, sigma = sched.alpha_sigma(t)
-    h = 0.5 * (sched.log_snr(t_next) - sched.log_snr(t))
-    D = _multistep_x0(state, "dpmpp_2m", x0, h)
+    D, h, alpha_n, sigma_n, sigma = _dpmpp_terms(den, x, t, t_next, state, "dpmpp_2m")
     return _c(sigma_n / sigma, x) * x + _c(alpha_n * -torch.expm1(-h), x) * D
 
 
@@ -199,12 +201,7 @@ def dpmpp_2m_sde(den, x, t, t_next, state):
     extrapolant weighs the far end of a long step, where the extrapolation is worst, and was less
     accurate with the exact mixture denoiser on coarse log-SNR grids.)
     """
-    x0, _ = den(x, t)
-    sched = state.schedule
-    alpha_n, sigma_n = sched.alpha_sigma(t_next)
-    _, sigma = sched.alpha_sigma(t)
-    h = 0.5 * (sched.log_snr(t_next) - sched.log_snr(t))
-    D = _multistep_x0(state, "dpmpp_2m_sde", x0, h)
+    D, h, alpha_n, sigma_n, sigma = _dpmpp_terms(den, x, t, t_next, state, "dpmpp_2m_sde")
     phi = -torch.expm1(-2 * h)  # 1 - e^{-2h}: 1 on the step to t' = 0
     return (_c(sigma_n / sigma * torch.exp(-h), x) * x + _c(alpha_n * phi, x) * D
             + _c(sigma_n * phi.sqrt(), x) * randn_like(x, state.generator))
