@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ._utils import resolve_device
-from .losses import TIME_SAMPLINGS, WEIGHTINGS, denoising_loss, sample_time
+from .losses import TIME_SAMPLINGS, WEIGHTINGS, denoising_loss, sample_time, stable_target
 from .parameterization import check_prediction
 from .schedules import Schedule
 
@@ -75,6 +75,10 @@ class Trainer:
     grad_clip : max global gradient norm (None: no clipping).
     ema_decay : EMA of the weights used for sampling, with the warm-up ``min(decay, (1+n)/(10+n))``.
     label_dropout : probability of training a row unconditionally (classifier-free guidance).
+    reference_batch : 0 trains on the plain targets; R > 0 on the stable target field over R
+        random rows of the data per step (:func:`anydiff.losses.stable_target`), a lower-variance
+        target for the high-noise denoiser at ``O(B R D)`` extra work a step. Needs data without
+        ``mask`` and with class labels or no ``cond``.
     mixed_precision : "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "no".
     cuda_graph : "auto" (on CUDA without DDP), True or False.
     device : "auto", "cpu", "cuda", ... (under torchrun, CUDA rank r uses cuda:LOCAL_RANK).
@@ -89,7 +93,8 @@ class Trainer:
                  batch_size: int = 1024, max_steps: int = 1000, learning_rate: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_steps: int = 100, grad_clip: float | None = 1.0, ema_decay: float = 0.999,
-                 label_dropout: float = 0.1, mixed_precision: str = "auto", cuda_graph="auto",
+                 label_dropout: float = 0.1, reference_batch: int = 0, mixed_precision: str = "auto",
+                 cuda_graph="auto",
                  device="auto", seed: int = 0, checkpoint_path: str | None = None,
                  checkpoint_every: int | None = None, resume: bool = False, verbose: bool = True,
                  log_every: int = 100):
@@ -105,6 +110,8 @@ class Trainer:
         for name, value in (("batch_size", batch_size), ("max_steps", max_steps), ("log_every", log_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        if isinstance(reference_batch, bool) or not isinstance(reference_batch, int) or reference_batch < 0:
+            raise ValueError(f"reference_batch={reference_batch!r} must be a non-negative integer (0: plain targets)")
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer or None")
         if checkpoint_every is not None and checkpoint_path is None:
@@ -132,6 +139,7 @@ class Trainer:
         self.time_sampling, self.batch_size, self.max_steps = time_sampling, batch_size, max_steps
         self.learning_rate, self.warmup_steps, self.grad_clip = learning_rate, warmup_steps, grad_clip
         self.ema_decay, self.label_dropout, self.seed = ema_decay, label_dropout, seed
+        self.reference_batch = reference_batch
         self.autocast = dev.type == "cuda" if mixed_precision == "auto" else mixed_precision == "bf16"
         self.cuda_graph = bool(cuda_graph)
         self.checkpoint_path, self.checkpoint_every, self.resume = checkpoint_path, checkpoint_every, resume
@@ -196,6 +204,9 @@ class Trainer:
             else:
                 cond = cond.long()
             cond = cond.to(self.device)
+        if self.reference_batch and (mask is not None or (cond is not None and cond.is_floating_point())):
+            raise ValueError("reference_batch > 0 needs complete data (no mask) and class labels or no cond; "
+                             "pass reference_batch=0 to train on the plain targets")
         mask = mask.to(self.device) if mask is not None else None
         if self._graph is not None:
             # a captured graph reads the tensors it was captured with: refill them in place
@@ -212,7 +223,8 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def _draw(self):
-        """The global batch (indices, times, noise, keep mask), drawn on the device, this rank's slice."""
+        """The global batch (indices, times, noise, keep mask, reference rows), drawn on the device;
+        this rank's slice of all but the reference rows."""
         B, n = self.batch_size, self.X.shape[0]
         g = self.generator if self._graph is None and not self._capturing else None
         idx = torch.randint(0, n, (B,), generator=g, device=self.device)
@@ -220,14 +232,19 @@ class Trainer:
                         device=self.device)
         noise = torch.randn((B, *self.X.shape[1:]), generator=g, device=self.device)
         keep = torch.rand(B, generator=g, device=self.device) >= self.label_dropout
+        ref = (torch.randint(0, n, (self.reference_batch,), generator=g, device=self.device)
+               if self.reference_batch else None)
         lo, hi = self.rank * (B // self.world_size), (self.rank + 1) * (B // self.world_size)
-        return idx[lo:hi], t[lo:hi], noise[lo:hi], keep[lo:hi]
+        return idx[lo:hi], t[lo:hi], noise[lo:hi], keep[lo:hi], ref
 
     def _train_step(self) -> Tensor:
-        idx, t, noise, keep = self._draw()
+        idx, t, noise, keep, ref = self._draw()
         x0 = self.X[idx]
         cond = self.cond[idx] if self.cond is not None else None
         mask = self.mask[idx] if self.mask is not None else None
+        if ref is not None:  # in full precision, outside autocast: it compares distances
+            allowed = None if cond is None else (cond[:, None] == self.cond[ref][None]) | ~keep[:, None]
+            x0, noise = stable_target(x0, noise, t, self.X[ref], schedule=self.schedule, allowed=allowed)
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
             loss = denoising_loss(self.net, x0, schedule=self.schedule, prediction=self.prediction,
