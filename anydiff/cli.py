@@ -79,6 +79,7 @@ ESTIMATOR_OPTIONS = {  # option -> (type, help); defaults come from VectorDiffus
     "hidden": (int, "MLP width"),
     "depth": (int, "residual blocks"),
     "fourier_features": (int, "periodic input features per column (0 = off)"),
+    "reference_batch": (int, "rows of the stable target field per training step (0 = plain targets)"),
     "prediction": (str, "eps, x0 or v"),
     "schedule": (str, "cosine, linear or sigmoid"),
     "sampler": (str, "sampler used by `sample`"),

@@ -61,6 +61,7 @@ def test_conditional_fit_and_sample(files, tmp_path):
     (["score", "MODEL", "PICKLE"], "cannot read"),
     (["score", "MODEL", "WIDE"], "features"),
     (["fit", "data.npy", "-o", "m", "--max-steps", "0"], "max_steps"),
+    (["fit", "data.npy", "-o", "m", "--reference-batch", "-1"], "reference_batch"),
 ])
 def test_errors_are_one_line(files, tmp_path, capsys, argv, needle):
     d, X = files
@@ -82,7 +83,7 @@ def test_errors_are_one_line(files, tmp_path, capsys, argv, needle):
 def test_real_process_help_and_exit_codes():
     env = {**os.environ, "PYTHONPATH": ROOT}
     out = subprocess.run([sys.executable, "-m", "anydiff", "fit", "--help"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "--max-steps" in out.stdout
+    assert out.returncode == 0 and "--max-steps" in out.stdout and "--reference-batch" in out.stdout
     out = subprocess.run([sys.executable, "-m", "anydiff", "score", "/no/model", "/no/data.csv"], env=env,
                          capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" not in out.stderr
