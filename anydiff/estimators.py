@@ -139,7 +139,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
                  fourier_scale: float = 0.5, prediction: str = "v",
                  schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m_sde",
                  sampling_steps: int = 100, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
-                 label_dropout: float = 0.1, reference_batch: int = 512, device: str = "auto", random_state=None, verbose: bool = False):
+                 label_dropout: float = 0.1, reference_batch: int = 512, device: str = "auto", random_state=None,
+                 verbose: bool = False):
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -193,8 +194,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
                           max_steps=self.max_steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, self.max_steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=self.label_dropout, reference_batch=int(self.reference_batch),
-                          device=self.device, seed=seed,
-                          verbose=self.verbose, log_every=min(100, self.max_steps))
+                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, self.max_steps))
         with torch.random.fork_rng(devices=[]):
             trainer.fit(torch.from_numpy(Z).float(),
                         cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))

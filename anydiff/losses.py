@@ -189,8 +189,9 @@ def stable_target(x0: Tensor, noise: Tensor, t: Tensor, reference: Tensor, *, sc
     ``x0`` by the self-normalised posterior mean over ``{x0} + reference``,
     ``sum_j w_j r_j`` with ``w_j ~ N(x_t; alpha_t r_j, sigma_t^2 I)``, and ``eps`` by the noise that
     makes the same ``x_t`` from it. ``x_t`` is unchanged, so the loss and its weighting stay as
-    they are. At low noise the weight sits on ``x0`` itself and the target is the plain one; with
-    the whole data set as ``reference`` it is the exact posterior mean under the data.
+    they are. At low noise the weight sits on ``x0`` itself and the target is the plain one; as
+    the reference grows, the target tends to the posterior mean under the data (a self-normalised
+    estimate: biased for finite R, with a bias that vanishes as R grows).
 
     Parameters
     ----------
@@ -214,7 +215,7 @@ def stable_target(x0: Tensor, noise: Tensor, t: Tensor, reference: Tensor, *, sc
         raise ValueError(f"allowed must have shape (B, R) = ({B}, {R}), got {tuple(allowed.shape)}")
     alpha, sigma = schedule.coefficients(t, x0, check=False)
     a, s = alpha.reshape(B, 1).to(x0.dtype), sigma.reshape(B, 1).to(x0.dtype)
-    x, e, r = x0.reshape(B, -1), noise.reshape(B, -1), reference.reshape(R, -1).to(x0.dtype)
+    x, e, r = x0.reshape(B, -1), noise.reshape(B, -1).to(x0.dtype), reference.reshape(R, -1).to(x0.dtype)
     # log N(x_t; alpha r, sigma^2 I) up to a per-row constant, with x_t = alpha x0 + sigma eps:
     # (alpha^2 / sigma^2) x0.r + (alpha / sigma) eps.r - (alpha^2 / (2 sigma^2)) |r|^2, one matmul
     c = a * a / (2 * s * s)

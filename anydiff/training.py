@@ -94,8 +94,7 @@ class Trainer:
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_steps: int = 100, grad_clip: float | None = 1.0, ema_decay: float = 0.999,
                  label_dropout: float = 0.1, reference_batch: int = 0, mixed_precision: str = "auto",
-                 cuda_graph="auto",
-                 device="auto", seed: int = 0, checkpoint_path: str | None = None,
+                 cuda_graph="auto", device="auto", seed: int = 0, checkpoint_path: str | None = None,
                  checkpoint_every: int | None = None, resume: bool = False, verbose: bool = True,
                  log_every: int = 100):
         if not isinstance(model, nn.Module):

@@ -103,7 +103,8 @@ def test_stable_targets_learn_the_high_noise_denoiser_better():
     network trained on the stable target field (256 reference rows) is much closer to the exact
     mixture denoiser than one trained on the plain targets with the same batches and steps."""
     ang = torch.arange(8) * torch.pi / 4
-    gm = ad.oracles.GaussianMixture(torch.ones(8), 2 * torch.stack([ang.cos(), ang.sin()], 1), torch.full((8,), 0.2))
+    means = 2 * torch.stack([ang.cos(), ang.sin()], 1)
+    gm = ad.oracles.GaussianMixture(torch.ones(8), means, torch.full((8,), 0.2))
     X = gm.sample(2048, torch.Generator().manual_seed(0)).float()
     g = torch.Generator().manual_seed(5)
     t = 0.45 + 0.5 * torch.rand(4000, generator=g, dtype=torch.float64)
@@ -269,14 +270,15 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
 
 
 @pytest.mark.gpu
-def test_cuda_graph_matches_eager_on_gpu():
+@pytest.mark.parametrize("reference_batch", [0, 256])
+def test_cuda_graph_matches_eager_on_gpu(reference_batch):
     X = data(4096)
     runs = {}
     for graph in (False, True):
         torch.manual_seed(0)
         model = ResidualMLP(2, hidden=64, depth=2)
         t = Trainer(model, SCHED, batch_size=512, max_steps=200, device="cuda", cuda_graph=graph,
-                    mixed_precision="no", verbose=False, log_every=50)
+                    mixed_precision="no", reference_batch=reference_batch, verbose=False, log_every=50)
         runs[graph] = t.fit(X)
     # different random streams (graphs draw from the default CUDA generator): compare the losses
     a, b = runs[False].history[-1]["loss"], runs[True].history[-1]["loss"]
