@@ -243,9 +243,11 @@ def test_stable_targets_need_complete_rows_and_class_labels(kw):
         make(reference_batch=16).fit(torch.zeros(128, 2), **kw)
 
 
-def test_ddp_two_cpu_processes_match_one(tmp_path):
+@pytest.mark.parametrize("reference_batch", [0, 32])
+def test_ddp_two_cpu_processes_match_one(tmp_path, reference_batch):
     """torchrun with 2 gloo ranks: the weights are identical across ranks and equal a single
-    process trained on the same global batch."""
+    process trained on the same global batch (with stable targets: every rank draws the same
+    reference rows)."""
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -254,9 +256,11 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
     multi, single = tmp_path / "multi", tmp_path / "single"
     multi.mkdir(), single.mkdir()
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          worker, str(multi)], env=env, capture_output=True, text=True, timeout=300)
+                          worker, str(multi), str(reference_batch)], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    run = subprocess.run([sys.executable, worker, str(single)], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, worker, str(single), str(reference_batch)], env=env, capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     r0, r1 = torch.load(multi / "rank0.pt"), torch.load(multi / "rank1.pt")
     one = torch.load(single / "rank0.pt")
