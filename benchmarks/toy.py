@@ -195,7 +195,8 @@ def run_set(name: str, set_index: int, cfg) -> dict:
             diff = [run[key]["VectorDiffusion"] - run[key][base] for run in runs]
             res[key]["diff_se_" + base] = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     train = [run["sw2"]["train"] for run in runs]
-    res["sw2"]["train"], res["sw2"]["train_sd"] = float(np.mean(train)), float(np.std(train, ddof=1)) if len(train) > 1 else 0.0
+    res["sw2"]["train"] = float(np.mean(train))
+    res["sw2"]["train_sd"] = float(np.std(train, ddof=1)) if len(train) > 1 else 0.0
     truth = [run["ll"]["truth"] for run in runs]
     res["ll"]["truth"] = None if truth[0] is None else float(np.mean(truth))
     res["info"] = {m: [run["info"][m] for run in runs] for m in MODELS}
