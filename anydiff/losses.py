@@ -221,11 +221,10 @@ def stable_target(x0: Tensor, noise: Tensor, t: Tensor, reference: Tensor, *, sc
     c = a * a / (2 * s * s)
     u = torch.cat([2 * c * x + (a / s) * e, -c], dim=1)
     logits = u @ torch.cat([r, (r * r).sum(1, keepdim=True)], dim=1).T
-    own = c * (x * x).sum(1, keepdim=True) + (a / s) * (e * x).sum(1, keepdim=True)  # the same for x0
-    logits = torch.cat([own, logits], dim=1)
     if allowed is not None:
-        logits[:, 1:] = logits[:, 1:].masked_fill(~allowed, -math.inf)
-    w = torch.softmax(logits, dim=1)[:, 1:]
+        logits = logits.masked_fill(~allowed, -math.inf)
+    own = c * (x * x).sum(1, keepdim=True) + (a / s) * (e * x).sum(1, keepdim=True)  # the same for x0
+    w = torch.softmax(torch.cat([own, logits], dim=1), dim=1)[:, 1:]
     # x0_bar - x0 = sum_j w_j (r_j - x0): exactly 0 where the weight sits on x0
     delta = w @ r - w.sum(1, keepdim=True) * x
     return (x + delta).reshape(x0.shape), (e - a * delta / s).reshape(noise.shape)
