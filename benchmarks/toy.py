@@ -90,8 +90,8 @@ def fit_diffusion(X, cfg, seed):
     est = anydiff.VectorDiffusion(max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                                   learning_rate=cfg.learning_rate, hidden=cfg.hidden, depth=cfg.depth,
                                   fourier_features=cfg.fourier_features, reference_batch=cfg.reference_batch,
-                                  sampler=cfg.sampler,
-                                  sampling_steps=cfg.sampling_steps, device="cpu", random_state=seed)
+                                  sampler=cfg.sampler, sampling_steps=cfg.sampling_steps, device="cpu",
+                                  random_state=seed)
     return est.fit(X), {}
 
 
@@ -181,22 +181,25 @@ def run_set(name: str, set_index: int, cfg) -> dict:
     """``cfg.repeats`` independent (training, test, reference) triples: every figure is the mean
     over them, with the sd over them as ``<model>_sd`` (training-set noise included)."""
     runs = [run_once(name, set_index, r, cfg) for r in range(cfg.repeats)]
+
+    def sd(vals):  # sample sd over the repeats (0 for a single repeat)
+        return float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
     res = {}
     for key in ("fit_s", "sample_s", "ll_s", "c2st", "sw2", "ll"):
         res[key] = {}
         for m in MODELS:
             vals = [run[key][m] for run in runs]
             res[key][m] = float(np.mean(vals))
-            res[key][m + "_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            res[key][m + "_sd"] = sd(vals)
     for key in ("c2st", "sw2"):
         vals = [v for run in runs for v in run[key]["floor"]]
-        res[key]["floor"], res[key]["floor_sd"] = float(np.mean(vals)), float(np.std(vals, ddof=1))
+        res[key]["floor"], res[key]["floor_sd"] = float(np.mean(vals)), sd(vals)
         for base in MODELS[1:]:  # VectorDiffusion minus the baseline, paired by training set
             diff = [run[key]["VectorDiffusion"] - run[key][base] for run in runs]
-            res[key]["diff_se_" + base] = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+            res[key]["diff_se_" + base] = sd(diff) / np.sqrt(len(diff))
     train = [run["sw2"]["train"] for run in runs]
-    res["sw2"]["train"] = float(np.mean(train))
-    res["sw2"]["train_sd"] = float(np.std(train, ddof=1)) if len(train) > 1 else 0.0
+    res["sw2"]["train"], res["sw2"]["train_sd"] = float(np.mean(train)), sd(train)
     truth = [run["ll"]["truth"] for run in runs]
     res["ll"]["truth"] = None if truth[0] is None else float(np.mean(truth))
     res["info"] = {m: [run["info"][m] for run in runs] for m in MODELS}
