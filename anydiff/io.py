@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+from ._utils import atomic_write
+
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "anydiff"
@@ -31,8 +33,11 @@ def _json_params(estimator) -> dict:
 
 
 def save(estimator, path) -> None:
-    """Write a fitted estimator to ``path`` atomically (a temporary file, then a rename)."""
-    from safetensors.torch import save_file
+    """Write a fitted estimator to ``path`` atomically (a temporary file, then a rename).
+
+    Raises ``ValueError`` naming the path if its folder does not exist or is not writable.
+    """
+    from safetensors.torch import save as to_bytes
 
     name = type(estimator).__name__
     if name not in _registry():
@@ -41,14 +46,9 @@ def save(estimator, path) -> None:
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "estimator": name,
               "params": json.dumps(_json_params(estimator)), "fitted": json.dumps(meta)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    data = to_bytes(tensors, metadata=header)
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
 
 
 def load(path):
