@@ -16,6 +16,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import schedules as _schedules
@@ -24,7 +25,7 @@ from .likelihood import log_likelihood
 from .nn import ResidualMLP
 from .sampling import SAMPLERS, encode, sample
 from .timesteps import SPACINGS
-from .training import Trainer
+from .training import Trainer, distributed_context
 
 __all__ = ["VectorDiffusion"]
 
@@ -33,15 +34,10 @@ EXACT_DIVERGENCE_MAX_DIM = 32  # above this, score_samples uses Hutchinson's est
 
 
 def _seed_from(random_state) -> int:
-    """An int seed from None / int / RandomState, the scikit-learn way."""
+    """An int seed from None / int / RandomState (the scikit-learn way) or a numpy Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-def _generator(random_state) -> torch.Generator:
-    """A torch.Generator from None / int / torch.Generator, or a seed drawn from a RandomState."""
-    if random_state is None or isinstance(random_state, (int, torch.Generator)):
-        return as_generator(random_state)
-    return as_generator(_seed_from(random_state))
 
 
 class VectorDiffusion(TransformerMixin, BaseEstimator):
@@ -55,7 +51,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         reach C2ST AUC 0.53, where the earlier defaults (2000 steps of batch 256 through 256 x 4,
         lr 1e-3) reached 0.67 in the same time (0.5 = indistinguishable from data).
     batch_size : int, default=512
-        Training batch (capped at the number of samples).
+        Training batch, capped at the number of samples and rounded down to a multiple of the
+        number of processes under ``torchrun``.
     learning_rate : float, default=2e-3
         Peak AdamW learning rate (linear warm-up, cosine decay).
     hidden, depth, dropout : int, int, float, default=128, 3, 0.0
@@ -98,7 +95,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         of the one row that made it. It cuts the noise of the high-noise targets, which decide how
         mass divides between modes. 0 trains on the plain targets.
     device : str, default="auto" (CUDA when available).
-    random_state : int, RandomState or None; makes ``fit`` reproducible (on CPU).
+    random_state : int, numpy RandomState or Generator, or None; makes ``fit`` reproducible (on CPU).
     verbose : bool, default=False, a progress bar while training.
 
     Attributes
@@ -132,7 +129,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         "label_dropout": [Interval(Real, 0, 1, closed="left")],
         "reference_batch": [Interval(Integral, 0, None, closed="left")],
         "device": [str],
-        "random_state": ["random_state"],
+        "random_state": ["random_state", np.random.Generator],
         "verbose": ["boolean"],
     }
 
@@ -180,6 +177,10 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
             self.classes_, codes = None, None
         else:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
+            if type_of_target(y) == "continuous":
+                example = y[y % 1 != 0][0]
+                raise ValueError(f"y holds continuous values (for example {example:g}); VectorDiffusion takes "
+                                 "class labels. Bin them first (numpy.digitize, pandas.cut) or leave y out")
             self.classes_, codes = np.unique(y, return_inverse=True)
         X = X.astype(np.float64)
         self.mean_ = X.mean(axis=0)
@@ -192,7 +193,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self._network(X.shape[1], None if self.classes_ is None else len(self.classes_))
-        trainer = Trainer(net, self.schedule_, prediction=self.prediction, batch_size=min(self.batch_size, len(X)),
+        trainer = Trainer(net, self.schedule_, prediction=self.prediction, batch_size=self._batch(len(X)),
                           max_steps=self.max_steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, self.max_steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=self.label_dropout, reference_batch=int(self.reference_batch),
@@ -206,6 +207,16 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         return self
 
     # -- helpers -------------------------------------------------------------------------------
+    def _batch(self, n_rows: int) -> int:
+        """``batch_size`` capped at the rows and rounded down to a multiple of the DDP ranks."""
+        world = distributed_context()[1]
+        batch = min(self.batch_size, n_rows)
+        batch -= batch % world
+        if batch < 1:
+            raise ValueError(f"{n_rows} rows cannot be split over {world} processes; train on more rows "
+                             "or with fewer processes")
+        return batch
+
     def _device(self) -> torch.device:
         return next(self.model_.parameters()).device
 
@@ -263,7 +274,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         if guidance_scale is not None and y is None:
             raise ValueError("guidance_scale needs y: guidance sharpens the class given in y")
         cond = self._encode_labels(y, int(n_samples))
-        gen = _generator(random_state)
+        gen = as_generator(random_state)
         out = []
         for lo in range(0, n_samples, chunk_size):
             hi = min(lo + chunk_size, n_samples)
@@ -287,7 +298,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
             return X
         Z = (X - self.mean_) / self.scale_
         dev = self._device()
-        gen = _generator(random_state)
+        gen = as_generator(random_state)
         known = torch.from_numpy(np.where(observed, Z, 0.0)).float().to(dev)
         mask = torch.from_numpy(observed.astype(np.float32)).to(dev)
         filled = sample(self.model_, tuple(known.shape), sampler="ddpm",
@@ -344,7 +355,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         meta = {"classes": None if self.classes_ is None else self.classes_.tolist(),
                 "n_features_in": int(self.n_features_in_), "loss_curve": list(self.loss_curve_),
-                "n_iter": int(self.n_iter_)}
+                "n_iter": int(self.n_iter_),
+                "feature_names": getattr(self, "feature_names_in_", np.array([])).tolist() or None}
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors["fitted.mean"] = torch.from_numpy(self.mean_)
         tensors["fitted.scale"] = torch.from_numpy(self.scale_)
@@ -355,6 +367,8 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
     def _restore(self, meta: dict, tensors: dict) -> None:
         self.classes_ = None if meta["classes"] is None else np.asarray(meta["classes"])
         self.n_features_in_ = int(meta["n_features_in"])
+        if meta.get("feature_names"):
+            self.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
         self.loss_curve_, self.n_iter_ = list(meta["loss_curve"]), int(meta["n_iter"])
         self.mean_ = tensors["fitted.mean"].double().numpy()
         self.scale_ = tensors["fitted.scale"].double().numpy()
@@ -364,7 +378,7 @@ class VectorDiffusion(TransformerMixin, BaseEstimator):
         net = self._network(self.n_features_in_, None if self.classes_ is None else len(self.classes_))
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         net.load_state_dict(state, strict=True)
-        self.model_ = net.to(resolve_device(self.device)).eval().requires_grad_(False)
+        self.model_ = net.to(resolve_device(self.device, fallback=True)).eval().requires_grad_(False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

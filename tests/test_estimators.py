@@ -224,3 +224,58 @@ def test_errors_are_clear():
         est.sample(2, guidance_scale=2.0)
     with pytest.raises(ValueError, match="NaN"):
         est.fit(np.full((10, 2), np.nan))
+
+
+def test_continuous_labels_are_refused_with_a_hint():
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    with pytest.raises(ValueError, match="continuous.*class labels.*pandas.cut"):
+        VectorDiffusion(**TINY).fit(X, X[:, 0])
+    # whole numbers stored as floats are labels
+    est = VectorDiffusion(**TINY).fit(X, (X[:, 0] > 0).astype(float))
+    np.testing.assert_array_equal(est.classes_, [0.0, 1.0])
+
+
+def test_numpy_generators_are_random_states():
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    params = {k: v for k, v in TINY.items() if k != "random_state"}
+    a = VectorDiffusion(**params, random_state=np.random.default_rng(5)).fit(X)
+    b = VectorDiffusion(**params, random_state=np.random.default_rng(5)).fit(X)
+    np.testing.assert_array_equal(a.sample(20, random_state=np.random.default_rng(1)),
+                                  b.sample(20, random_state=np.random.default_rng(1)))
+    assert not np.array_equal(a.sample(20, random_state=np.random.default_rng(1)),
+                              a.sample(20, random_state=np.random.default_rng(2)))
+
+
+def test_save_into_a_missing_folder_names_the_path(tmp_path):
+    est = VectorDiffusion(**TINY).fit(np.random.default_rng(0).normal(size=(64, 2)))
+    target = tmp_path / "missing" / "m.anydiff"
+    with pytest.raises(ValueError, match=f"{target}.*does not exist"):
+        est.save(target)
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback of a CPU-only machine")
+def test_a_model_saved_on_a_gpu_loads_on_the_cpu(tmp_path):
+    """A file written with device='cuda' (as on a GPU machine) loads here on the CPU, with a warning."""
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    est = VectorDiffusion(**TINY).fit(X)
+    est.set_params(device="cuda")
+    est.save(tmp_path / "gpu.anydiff")
+    with pytest.warns(UserWarning, match="using the CPU"):
+        loaded = ad.load(tmp_path / "gpu.anydiff")
+    assert loaded.device == "cuda" and loaded._device().type == "cpu"
+    np.testing.assert_array_equal(loaded.sample(5, random_state=0), est.set_params(device="cpu").sample(5, random_state=0))
+    with pytest.raises(ValueError, match="no usable CUDA device"):
+        loaded.fit(X)
+
+
+def test_feature_names_are_saved(tmp_path):
+    import pandas as pd
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(64, 2)), columns=["height", "weight"])
+    est = VectorDiffusion(**TINY).fit(X)
+    est.save(tmp_path / "named.anydiff")
+    loaded = ad.load(tmp_path / "named.anydiff")
+    np.testing.assert_array_equal(loaded.feature_names_in_, ["height", "weight"])
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.score_samples(X.rename(columns={"weight": "mass"}))
