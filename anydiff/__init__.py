@@ -1,29 +1,34 @@
-"""anydiff: diffusion models for non-image data."""
-from . import datasets, losses, metrics, nn, oracles, parameterization, process, schedules, timesteps
-from .likelihood import log_likelihood
-from .parameterization import convert
-from .sampling import encode, sample
-from .schedules import Schedule
-from .training import Trainer
+"""anydiff: diffusion models for non-image data.
 
-
-def __getattr__(name):
-    """Estimators and load need scikit-learn / safetensors: imported on first use."""
-    if name == "VectorDiffusion":
-        from .estimators import VectorDiffusion
-
-        return VectorDiffusion
-    if name == "load":
-        from .io import load
-
-        return load
-    if name == "plot":  # matplotlib is optional
-        import importlib
-
-        return importlib.import_module(".plot", __name__)
-    raise AttributeError(f"module 'anydiff' has no attribute {name!r}")
+Submodules and the names below are imported on first use, so ``import anydiff`` (and the
+``anydiff`` command's start, where Ctrl-C must already be handled) loads neither torch nor
+scikit-learn until they are needed.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
+_SUBMODULES = ("datasets", "estimators", "io", "likelihood", "losses", "metrics", "nn", "oracles",
+               "parameterization", "plot", "process", "sampling", "schedules", "timesteps", "training")
+_NAMES = {  # public name -> the submodule that defines it
+    "Schedule": "schedules", "convert": "parameterization", "sample": "sampling", "encode": "sampling",
+    "log_likelihood": "likelihood", "Trainer": "training", "VectorDiffusion": "estimators", "load": "io",
+}
+
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
-           "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer", "VectorDiffusion", "load", "__version__"]
+           "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer",
+           "VectorDiffusion", "load", "__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'anydiff' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_NAMES))
