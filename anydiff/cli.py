@@ -1,9 +1,12 @@
 """The ``anydiff`` command: ``demo``, ``samplers``, ``fit``, ``sample``, ``score``, ``impute``.
 
-Data files are ``.csv`` (comma-separated numbers, an optional header line) or ``.npy`` (read
-without pickle). Errors are one line on stderr and a non-zero exit, never a traceback. Training
-also runs data-parallel under ``torchrun --nproc_per_node=N -m anydiff fit ...``; only rank 0
-writes the model.
+Data files are ``.csv`` or ``.npy`` (:mod:`anydiff.datafiles`: strict reading, all-or-nothing
+writing, observed cells written back as they were read). Output paths are checked before any
+work. Errors and warnings are one line on stderr, never a traceback; exit status 1 for an error,
+2 for a usage error, 130 for Ctrl-C. Training also runs data-parallel under
+``torchrun --nproc_per_node=N -m anydiff fit ...``; only rank 0 writes the model.
+
+Only the standard library is imported at start, so that Ctrl-C is handled from the first moment.
 """
 from __future__ import annotations
 
@@ -11,126 +14,157 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
-import numpy as np
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+USER_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError, ImportError)
 
-EXIT_USAGE, EXIT_ERROR = 2, 1
 
-
-class CLIError(Exception):
+class CLIError(ValueError):
     """A user-facing error: printed as one line."""
 
 
-# -- files -------------------------------------------------------------------------------------
-def read_array(path: str) -> np.ndarray:
-    """A 2-D float array from .csv (optional header) or .npy (no pickle)."""
-    if not os.path.isfile(path):
-        raise CLIError(f"{path}: no such file")
-    ext = os.path.splitext(path)[1].lower()
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and pointing to ``--help``."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
     try:
-        if ext == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif ext == ".csv":
-            with open(path, encoding="utf-8") as fh:
-                first = fh.readline()
-            try:
-                [float(v) for v in first.strip().split(",") if v.strip()]
-                skip = 0
-            except ValueError:
-                skip = 1  # a header line
-            data = np.genfromtxt(path, delimiter=",", skip_header=skip, dtype=np.float64,
-                                 missing_values=("", "nan", "NaN", "NA"), filling_values=np.nan)
-        else:
-            raise CLIError(f"{path}: unknown file type {ext!r}; use .csv or .npy")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CLIError(f"{path}: cannot read it as numbers ({exc})") from exc
-    data = np.asarray(data, dtype=np.float64)
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.ndim != 2 or data.shape[0] == 0:
-        raise CLIError(f"{path}: expected a table of shape (rows, columns), got shape {data.shape}")
-    return data
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
-def write_array(path: str, data: np.ndarray) -> None:
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".csv", ".npy"):
-        raise CLIError(f"{path}: unknown output type {ext!r}; use .csv or .npy")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CLIError(f"{path}: the folder {directory} does not exist")
-    if ext == ".npy":
-        np.save(path, data)
-    else:
-        np.savetxt(path, data, delimiter=",", fmt="%.10g")
-
-
+# -- files -------------------------------------------------------------------------------------
 def load_model(path: str):
     from .io import load
 
     return load(path)
 
 
+def model_input(est, table, path: str):
+    """The rows of ``table`` as the fitted model expects them: a DataFrame with the model's column
+    names when it was fitted on a CSV with a header (the file's own header must then match)."""
+    names = getattr(est, "feature_names_in_", None)
+    if table.values.shape[1] != est.n_features_in_:
+        raise CLIError(f"{path}: {table.values.shape[1]} columns, but the model was fitted on "
+                       f"{est.n_features_in_} features")
+    if names is None:
+        return table.values
+    if table.header is not None and list(table.header) != list(names):
+        raise CLIError(f"{path}: the columns {table.header} differ from the model's {list(names)}; "
+                       "give them in the same order")
+    import pandas as pd
+
+    return pd.DataFrame(table.values, columns=list(names))
+
+
 # -- commands ----------------------------------------------------------------------------------
-ESTIMATOR_OPTIONS = {  # option -> (type, help); defaults come from VectorDiffusion itself
-    "max_steps": (int, "training iterations"),
-    "batch_size": (int, "training batch size"),
-    "learning_rate": (float, "peak learning rate"),
-    "hidden": (int, "MLP width"),
-    "depth": (int, "residual blocks"),
-    "fourier_features": (int, "periodic input features per column (0 = off)"),
-    "reference_batch": (int, "rows of the stable target field per training step (0 = plain targets)"),
-    "prediction": (str, "eps, x0 or v"),
-    "schedule": (str, "cosine, linear or sigmoid"),
-    "sampler": (str, "sampler used by `sample`"),
-    "sampling_steps": (int, "sampling steps"),
-    "device": (str, "auto, cpu or cuda"),
+ESTIMATOR_HELP = {  # every VectorDiffusion parameter but random_state (--seed) and verbose (--quiet)
+    "max_steps": "training iterations",
+    "batch_size": "training batch size",
+    "learning_rate": "peak learning rate",
+    "hidden": "MLP width",
+    "depth": "residual blocks",
+    "dropout": "dropout rate in the residual blocks",
+    "fourier_features": "periodic input features per column (0 = off)",
+    "fourier_scale": "standard deviation of their frequencies",
+    "prediction": "what the network predicts: eps, x0 or v",
+    "schedule": "noise schedule: cosine, linear or sigmoid",
+    "n_timesteps": "steps of the discrete schedule",
+    "sampler": "sampler used by `sample`",
+    "sampling_steps": "sampling steps",
+    "clip": "clamp samples to each column's training range",
+    "timesteps": "sampling time grid: logsnr, trailing or karras",
+    "ema_decay": "decay of the weights' moving average",
+    "label_dropout": "share of rows trained without their label (for guidance)",
+    "reference_batch": "rows of the stable target field per training step (0 = plain targets)",
+    "device": "auto, cpu or cuda",
 }
 
 
 def cmd_fit(args) -> None:
+    from ._utils import check_output_path
+    from .datafiles import read_labels, read_table
     from .estimators import VectorDiffusion
 
-    X = read_array(args.data)
-    params = {k: getattr(args, k) for k in ESTIMATOR_OPTIONS if getattr(args, k) is not None}
-    labels = read_array(args.labels)[:, 0] if args.labels else None
+    check_output_path(args.output)
+    table = read_table(args.data)
+    X = table.values
+    if table.header is not None:
+        import pandas as pd
+
+        X = pd.DataFrame(X, columns=table.header)
+    labels = read_labels(args.labels) if args.labels else None
+    params = {k: getattr(args, k) for k in ESTIMATOR_HELP if getattr(args, k) is not None}
     est = VectorDiffusion(random_state=args.seed, verbose=not args.quiet, **params)
     start = time.perf_counter()
     est.fit(X, labels)
     if int(os.environ.get("RANK", "0")) == 0:
         est.save(args.output)
-        print(f"trained on {X.shape[0]} rows x {X.shape[1]} columns in {time.perf_counter() - start:.1f} s; "
+        print(f"trained on {len(X)} rows x {X.shape[1]} columns in {time.perf_counter() - start:.1f} s; "
               f"final loss {est.loss_curve_[-1]:.4f}; wrote {args.output}")
 
 
+def _label(est, text: str | None):
+    """``--label`` as the model's label type (the labels of a model fitted on numbers are numbers)."""
+    import numpy as np
+
+    if text is None or est.classes_ is None or not np.issubdtype(est.classes_.dtype, np.number):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise CLIError(f"--label {text!r}: this model's labels are numbers, "
+                       f"{est.classes_.tolist()[:10]}") from None
+    return int(value) if np.issubdtype(est.classes_.dtype, np.integer) and value.is_integer() else value
+
+
 def cmd_sample(args) -> None:
+    from .datafiles import check_output, write_table
+
+    check_output(args.output)
     est = load_model(args.model)
-    if args.sampler:
+    if args.sampler is not None:
         est.set_params(sampler=args.sampler)
-    if args.steps:
+    if args.steps is not None:
         est.set_params(sampling_steps=args.steps)
-    label = args.label
-    if label is not None and est.classes_ is not None and np.issubdtype(est.classes_.dtype, np.number):
-        label = float(label) if "." in label else int(label)
-    x = est.sample(args.n, y=label, guidance_scale=args.guidance_scale, random_state=args.seed)
-    write_array(args.output, x)
+    est._validate_params()
+    x = est.sample(args.n, y=_label(est, args.label), guidance_scale=args.guidance_scale, random_state=args.seed)
+    names = getattr(est, "feature_names_in_", None)
+    write_table(args.output, x, header=None if names is None else list(names))
     print(f"wrote {x.shape[0]} samples to {args.output}")
 
 
 def cmd_score(args) -> None:
-    est = load_model(args.model)
-    ll = est.score_samples(read_array(args.data))
+    from .datafiles import check_output, read_table, write_table
+
     if args.output:
-        write_array(args.output, ll[:, None])
+        check_output(args.output)
+    est = load_model(args.model)
+    ll = est.score_samples(model_input(est, read_table(args.data), args.data))
+    if args.output:
+        write_table(args.output, ll[:, None], header=["log_likelihood"])
     print(f"mean log-likelihood {ll.mean():.4f} nats per row over {len(ll)} rows")
 
 
 def cmd_impute(args) -> None:
+    import numpy as np
+
+    from .datafiles import check_output, read_table, write_table
+
+    check_output(args.output)
     est = load_model(args.model)
-    X = read_array(args.data)
-    filled = est.impute(X, random_state=args.seed)
-    write_array(args.output, filled)
-    print(f"filled {int(np.isnan(X).sum())} missing entries; wrote {args.output}")
+    table = read_table(args.data)
+    filled = est.impute(model_input(est, table, args.data), random_state=args.seed)
+    write_table(args.output, filled, source=table)
+    print(f"filled {int(np.isnan(table.values).sum())} missing entries; wrote {args.output}")
 
 
 def cmd_samplers(args) -> None:
@@ -167,6 +201,10 @@ def cmd_samplers(args) -> None:
 
 def cmd_demo(args) -> None:
     """Train on two moons, sample with several samplers, print quality, write a figure."""
+    if args.output:  # before training: a missing matplotlib or folder must not cost the run
+        check_figure(args.output)
+    import torch
+
     from .datasets import make_moons
     from .estimators import VectorDiffusion
     from .metrics import c2st, sliced_wasserstein
@@ -181,8 +219,6 @@ def cmd_demo(args) -> None:
           f"{time.perf_counter() - start:.1f} s\n")
     print("| sampler | steps | C2ST AUC (0.5 = indistinguishable) | sliced W2 | time (s) |")
     print("|---|---|---|---|---|")
-    import torch
-
     samples = {}
     for sampler, steps in (("dpmpp_2m_sde", 100), ("dpmpp_2m", 20), ("ddim", 20), ("ddpm", 100), ("heun", 10)):
         est.set_params(sampler=sampler, sampling_steps=steps)
@@ -200,28 +236,59 @@ def cmd_demo(args) -> None:
         print(f"wrote {args.output}")
 
 
-def write_figure(path: str, samples: dict, reference: np.ndarray) -> None:
-    try:
-        import matplotlib
+FIGURE_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def check_figure(path: str) -> None:
+    from ._utils import check_output_path
+
+    if os.path.splitext(path)[1].lower() not in FIGURE_TYPES:
+        raise CLIError(f"{path}: unknown figure type; use one of {', '.join(FIGURE_TYPES)}")
+    check_output_path(path)
+    try:
+        import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise CLIError("writing a figure needs matplotlib: pip install 'anydiff[plot]'") from exc
+        raise CLIError("writing a figure needs matplotlib: pip install matplotlib (or pass -o '' for none)") from exc
+
+
+def write_figure(path: str, samples: dict, reference) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._utils import atomic_write
     from .plot import plot_samples
 
     fig, axes = plt.subplots(1, len(samples), figsize=(4 * len(samples), 4))
     for ax, (title, x) in zip(np.atleast_1d(axes), samples.items()):
         plot_samples(x, reference, ax=ax, title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, dpi=100, format=os.path.splitext(path)[1].lower().lstrip(".").replace("jpg", "jpeg"))
     plt.close(fig)
 
 
 # -- parser ------------------------------------------------------------------------------------
+def add_estimator_options(parser: argparse.ArgumentParser) -> None:
+    """One option per VectorDiffusion parameter, typed and defaulted from the estimator itself."""
+    from .estimators import VectorDiffusion
+
+    defaults = VectorDiffusion().get_params()
+    for name, text in ESTIMATOR_HELP.items():
+        default = defaults[name]
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{text} (default: {default})")
+        else:
+            parser.add_argument(flag, dest=name, type=type(default), default=None, help=f"{text} (default: {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="anydiff", description="Diffusion models for non-image data.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = OneLineParser(prog="anydiff", description="Diffusion models for non-image data.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     p = sub.add_parser("demo", help="train on two moons, sample with several samplers, print quality")
     p.add_argument("-o", "--output", default="anydiff_demo.png", help="figure to write ('' for none)")
@@ -230,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("samplers", help="compare every sampler on an exact model (no training)")
-    p.add_argument("-n", type=int, default=4000, help="samples per sampler")
+    p.add_argument("-n", type=positive_int, default=4000, help="samples per sampler")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_samplers)
 
@@ -240,17 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="class labels, .csv or .npy with one value per row (conditional model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name, (kind, text) in ESTIMATOR_OPTIONS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text)
+    add_estimator_options(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("sample", help="draw samples from a model file")
     p.add_argument("model")
-    p.add_argument("-n", type=int, required=True, help="number of samples")
+    p.add_argument("-n", type=positive_int, required=True, help="number of samples")
     p.add_argument("-o", "--output", required=True, help=".csv or .npy to write")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--sampler", default=None)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None)
     p.add_argument("--label", default=None, help="class to sample (conditional models)")
     p.add_argument("--guidance-scale", type=float, default=None)
     p.set_defaults(func=cmd_sample)
@@ -261,33 +327,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="per-row values, .csv or .npy")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("impute", help="fill the missing (NaN / empty) entries of a data file")
+    p = sub.add_parser("impute", help="fill the missing (empty / NA / NaN) entries of a data file")
     p.add_argument("model")
     p.add_argument("data")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, help=".csv or .npy to write")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_impute)
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"anydiff: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    command = "anydiff"
     try:
-        args.func(args)
-    except CLIError as exc:
-        print(f"anydiff {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except (ValueError, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"anydiff {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        command = f"anydiff {args.command}"
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args.func(args)
     except KeyboardInterrupt:
-        print(f"anydiff {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

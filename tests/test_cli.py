@@ -1,17 +1,28 @@
-"""The anydiff command, in-process (main(argv)) and as a real process."""
+"""The anydiff command, in-process (main(argv)) and as a real process.
+
+The real-process tests drive each finding of the command-line review through ``python -m anydiff``:
+exit status, the one-line message, and the files left behind, byte for byte.
+"""
 import os
 import pickle
+import resource
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
-from anydiff.cli import main
+from anydiff.cli import ESTIMATOR_HELP, main
+from anydiff.estimators import VectorDiffusion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--max-steps", "30", "--batch-size", "64", "--hidden", "16", "--depth", "1", "--sampling-steps", "4",
         "--quiet"]
+ENV = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+       "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +32,37 @@ def files(tmp_path_factory):
     np.savetxt(d / "data.csv", X, delimiter=",", header="a,b,c", comments="")
     np.save(d / "data.npy", X)
     assert main(["fit", str(d / "data.csv"), "-o", str(d / "model.anydiff"), *TINY]) == 0
+    np.save(d / "plain.npy", X[:, :2])
+    assert main(["fit", str(d / "plain.npy"), "-o", str(d / "plain.anydiff"), *TINY]) == 0
     return d, X
 
 
+def run(*args, cwd, env=None, preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anydiff", *map(str, args)], cwd=cwd, env=env or ENV,
+                          capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn)
+
+
+def listing(folder) -> dict:
+    """Every file under ``folder`` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(out, needle: str, code: int = 1) -> None:
+    assert out.returncode == code, (out.returncode, out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert needle in lines[0], lines[0]
+
+
+# -- in-process ----------------------------------------------------------------------------------
 def test_fit_sample_score_impute(files, capsys):
     d, X = files
     assert main(["sample", str(d / "model.anydiff"), "-n", "50", "-o", str(d / "s.npy"), "--seed", "1"]) == 0
     s = np.load(d / "s.npy")
     assert s.shape == (50, 3) and np.isfinite(s).all()
     assert main(["sample", str(d / "model.anydiff"), "-n", "50", "-o", str(d / "s2.csv"), "--seed", "1"]) == 0
-    np.testing.assert_allclose(np.loadtxt(d / "s2.csv", delimiter=","), s, rtol=1e-9)
+    assert (d / "s2.csv").read_text().splitlines()[0] == "a,b,c"  # the training header
+    np.testing.assert_array_equal(np.loadtxt(d / "s2.csv", delimiter=",", skiprows=1), s)  # repr: exact
     assert main(["score", str(d / "model.anydiff"), str(d / "data.npy"), "-o", str(d / "ll.npy")]) == 0
     assert np.load(d / "ll.npy").shape == (200, 1)
     assert "mean log-likelihood" in capsys.readouterr().out
@@ -57,7 +89,7 @@ def test_conditional_fit_and_sample(files, tmp_path):
     (["fit", "data.txt", "-o", "m"], "unknown file type"),
     (["sample", "/no/model.anydiff", "-n", "3", "-o", "x.npy"], "no such model"),
     (["score", "BAD_MODEL", "data.npy"], "not an anydiff model"),
-    (["sample", "MODEL", "-n", "3", "-o", "out.txt"], "unknown output type"),
+    (["sample", "MODEL", "-n", "3", "-o", "out.txt"], "unknown file type"),
     (["score", "MODEL", "PICKLE"], "cannot read"),
     (["score", "MODEL", "WIDE"], "features"),
     (["fit", "data.npy", "-o", "m", "--max-steps", "0"], "max_steps"),
@@ -80,23 +112,217 @@ def test_errors_are_one_line(files, tmp_path, capsys, argv, needle):
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_real_process_help_and_exit_codes():
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-m", "anydiff", "fit", "--help"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "--max-steps" in out.stdout and "--reference-batch" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "anydiff", "score", "/no/model", "/no/data.csv"], env=env,
-                         capture_output=True, text=True)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+def test_every_estimator_parameter_is_an_option():
+    params = set(VectorDiffusion().get_params()) - {"random_state", "verbose"}  # --seed, --quiet
+    assert set(ESTIMATOR_HELP) == params
+    out = subprocess.run([sys.executable, "-m", "anydiff", "fit", "--help"], env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0
+    for name in params:
+        assert "--" + name.replace("_", "-") in out.stdout, name
+    assert "--no-clip" in out.stdout and "(default: 5000)" in out.stdout
 
 
-def test_fit_under_torchrun(files, tmp_path):
+# -- real processes: reading -----------------------------------------------------------------------
+def test_text_cells_are_an_error_naming_file_line_and_column(files, tmp_path):
     d, _ = files
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    model = tmp_path / "ddp.anydiff"
+    (tmp_path / "t.csv").write_text("a,b,c\n1,2,3\n4,Adelie,6\n")
+    before = listing(tmp_path)
+    out = run("impute", d / "model.anydiff", "t.csv", "-o", "out.csv", cwd=tmp_path)
+    assert_one_line_error(out, "t.csv, line 3, column 2 ('b'): 'Adelie' is not a number")
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("text,rows", [
+    ('"a","b","c"\n"1.5","2","3"\n"4","5","6"\n', 2),   # quoted numbers, as spreadsheets export
+    ("a;b;c\n1.5;2;3\n4;5;6\n", 2),                       # ';'-separated
+    ("a,b,c\n1.5,2,3\n", 1),                               # one row under a header
+    ("a,b,c\n1.5,2,3,\n4,5,6,\n", 2),                     # a separator ending every row
+    ("1.5\t2\t3\n4\t5\t6\n7\t8\t9\n", 3),                 # tabs, no header
+])
+def test_csv_dialects_are_read_as_numbers(files, tmp_path, text, rows):
+    d, _ = files
+    (tmp_path / "in.csv").write_text(text)
+    out = run("score", d / "model.anydiff", "in.csv", "-o", "ll.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"over {rows} rows" in out.stdout
+    ll = np.load(tmp_path / "ll.npy")
+    assert ll.shape == (rows, 1) and np.isfinite(ll).all()
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("", "the file is empty"),
+    ("a,b,c\n1,2,3\n4,5\n", "line 3: 2 fields, but the header has 3"),
+    ("a,b,c\n", "header line but no data rows"),
+])
+def test_broken_csv_files_are_one_line_errors(files, tmp_path, text, needle):
+    (tmp_path / "in.csv").write_text(text)
+    out = run("fit", "in.csv", "-o", "m.anydiff", cwd=tmp_path)
+    assert_one_line_error(out, needle)
+    assert listing(tmp_path) == {"in.csv": text.encode()}
+
+
+# -- real processes: writing ------------------------------------------------------------------------
+def test_impute_writes_observed_cells_back_exactly(tmp_path):
+    """Epoch-millisecond timestamps and short decimals come back as the text they were."""
+    rng = np.random.default_rng(0)
+    lines = ["time_ms,value,flag"]
+    for i in range(150):
+        lines.append(f"{1638316800123 + 997 * i},{rng.normal():.3f},{i % 2}")
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    assert run("fit", "train.csv", "-o", "m.anydiff", *TINY, cwd=tmp_path).returncode == 0
+    holes = lines[:1] + [lines[1], "1638316801120,,1", ",0.5,0", lines[4], "1638316804111,NA,"]
+    (tmp_path / "holes.csv").write_text("\n".join(holes) + "\n")
+    out = run("impute", "m.anydiff", "holes.csv", "-o", "filled.csv", "--seed", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "filled 4 missing entries" in out.stdout
+    got = (tmp_path / "filled.csv").read_text().splitlines()
+    assert got[0] == holes[0] and got[1] == holes[1] and got[4] == holes[4]  # untouched rows, byte for byte
+    for want, row in zip(holes[2:], got[2:]):
+        for w, g in zip(want.split(","), row.split(",")):
+            if w in ("", "NA"):
+                assert np.isfinite(float(g))
+            else:
+                assert g == w
+
+
+def test_upper_case_npy_output_keeps_its_name(files, tmp_path):
+    d, _ = files
+    out = run("sample", d / "model.anydiff", "-n", "4", "-o", "UP.NPY", "--seed", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(listing(tmp_path)) == ["UP.NPY"] and np.load(tmp_path / "UP.NPY").shape == (4, 3)
+
+
+def test_a_failed_write_leaves_the_old_file_untouched(files, tmp_path):
+    """A file-size limit stops the write part way: the existing output stays as it was."""
+    d, _ = files
+    (tmp_path / "s.csv").write_bytes(b"old,contents\n1,2\n")
+    before = listing(tmp_path)
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))  # noqa: E731
+    out = run("sample", d / "model.anydiff", "-n", "5000", "-o", "s.csv", cwd=tmp_path, preexec_fn=limit)
+    assert_one_line_error(out, "File too large")
+    assert listing(tmp_path) == before  # no truncated output, no temporary file
+
+
+def test_output_paths_are_checked_before_training(files, tmp_path):
+    d, _ = files
+    out = run("fit", d / "data.csv", "-o", "missing_dir/m.anydiff", "--max-steps", "100000", cwd=tmp_path)
+    assert_one_line_error(out, "missing_dir/m.anydiff: the folder")
+    assert out.stdout == "" and listing(tmp_path) == {}
+    out = run("sample", d / "model.anydiff", "-n", "3", "-o", "missing_dir/s.csv", cwd=tmp_path)
+    assert_one_line_error(out, "does not exist")
+
+
+# -- real processes: one-line errors -----------------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+def test_cuda_on_a_cpu_only_torch(files, tmp_path):
+    d, _ = files
+    out = run("fit", d / "data.csv", "-o", "m.anydiff", "--device", "cuda", *TINY, cwd=tmp_path)
+    assert_one_line_error(out, "no usable CUDA device; use device='cpu' or 'auto'")
+    assert listing(tmp_path) == {}
+
+
+def test_a_diverged_run(files, tmp_path):
+    d, _ = files
+    out = run("fit", d / "data.csv", "-o", "m.anydiff", "--learning-rate", "1e6", *TINY, cwd=tmp_path)
+    assert_one_line_error(out, "became NaN or infinite")
+    assert listing(tmp_path) == {}
+
+
+@pytest.mark.parametrize("delay", [0.2, 1.0, 3.0])
+def test_ctrl_c_at_any_moment(files, tmp_path, delay):
+    """Ctrl-C while Python imports, while torch loads and while training: one line, exit 130.
+
+    Python may end the process by the signal itself (-SIGINT here, 130 in a shell) when the
+    interrupt passed through code that a C extension ran (PyRun_*) while importing; both are an
+    interrupted exit."""
+    d, _ = files
+    proc = subprocess.Popen([sys.executable, "-m", "anydiff", "fit", str(d / "data.csv"), "-o", "m.anydiff",
+                             "--max-steps", "1000000", "--quiet"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert stderr.strip() in ("anydiff: interrupted", "anydiff fit: interrupted"), stderr
+    assert listing(tmp_path) == {}
+
+
+def test_a_model_saved_for_a_gpu_samples_on_the_cpu(files, tmp_path):
+    d, _ = files
+    from anydiff.io import load
+
+    est = load(d / "model.anydiff").set_params(device="cuda")
+    est.save(tmp_path / "gpu.anydiff")
+    out = run("sample", "gpu.anydiff", "-n", "3", "-o", "s.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    if not torch.cuda.is_available():
+        assert out.stderr.strip() == "anydiff: warning: device='cuda' is not available here; using the CPU"
+    assert np.load(tmp_path / "s.npy").shape == (3, 3)
+
+
+def test_fit_under_torchrun_with_an_odd_number_of_rows(files, tmp_path):
+    """177 rows and the default batch: the batch is made to split over 2 ranks."""
+    d, X = files
+    np.save(tmp_path / "odd.npy", X[:177])
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "anydiff", "fit", str(d / "data.npy"), "-o", str(model), "--device", "cpu", *TINY],
-                         env=env, capture_output=True, text=True, timeout=300)
+                          "-m", "anydiff", "fit", "odd.npy", "-o", "ddp.anydiff", "--device", "cpu",
+                          "--max-steps", "30", "--hidden", "16", "--depth", "1", "--quiet"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert model.exists() and out.stdout.count("wrote") == 1  # rank 0 only
+    assert (tmp_path / "ddp.anydiff").exists() and out.stdout.count("wrote") == 1  # rank 0 only
+
+
+# -- real processes: smaller findings ---------------------------------------------------------------
+def test_text_labels_and_continuous_labels(files, tmp_path):
+    d, X = files
+    (tmp_path / "species.csv").write_text("\n".join(np.where(X[:, 0] > 0, "Adelie", "Gentoo")) + "\n")
+    out = run("fit", d / "data.npy", "-o", "m.anydiff", "--labels", "species.csv", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run("sample", "m.anydiff", "-n", "5", "-o", "s.npy", "--label", "Gentoo", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run("sample", "m.anydiff", "-n", "5", "-o", "s2.npy", "--label", "Chinstrap", cwd=tmp_path)
+    assert_one_line_error(out, "labels not seen in fit: ['Chinstrap']")
+    np.save(tmp_path / "weights.npy", X[:, 1])
+    out = run("fit", d / "data.npy", "-o", "c.anydiff", "--labels", "weights.npy", *TINY, cwd=tmp_path)
+    assert_one_line_error(out, "y holds continuous values")
+    assert not (tmp_path / "c.anydiff").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-n", "3", "--steps", "0"], "argument --steps: 0 must be at least 1"),
+    (["-n", "0"], "argument -n: 0 must be at least 1"),
+    (["-n", "3", "--sampler", "plms"], "sampler"),
+])
+def test_bad_sampling_options(files, tmp_path, args, needle):
+    d, _ = files
+    out = run("sample", d / "model.anydiff", *args, "-o", "s.npy", cwd=tmp_path)
+    assert_one_line_error(out, needle, code=2 if "argument" in needle else 1)
+    assert listing(tmp_path) == {}
+
+
+def test_headerless_data_on_a_model_with_names(files, tmp_path):
+    """A model fitted on a CSV with a header scores headerless rows by position, silently."""
+    d, X = files
+    np.savetxt(tmp_path / "rows.csv", X[:5], delimiter=",")
+    out = run("score", d / "model.anydiff", "rows.csv", cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    (tmp_path / "swapped.csv").write_text("b,a,c\n1,2,3\n")
+    assert_one_line_error(run("score", d / "model.anydiff", "swapped.csv", cwd=tmp_path), "differ from the model's")
+
+
+def test_demo_checks_for_matplotlib_before_training(tmp_path):
+    fake = tmp_path / "fake"
+    (fake / "matplotlib").mkdir(parents=True)
+    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = {**ENV, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"}
+    out = run("demo", "--quick", "-o", "demo.png", cwd=tmp_path, env=env)
+    assert_one_line_error(out, "writing a figure needs matplotlib")
+    assert out.stdout == "" and not (tmp_path / "demo.png").exists()  # no training happened
+
+
+def test_real_process_help_and_exit_codes():
+    out = subprocess.run([sys.executable, "-m", "anydiff", "score", "/no/model", "/no/data.csv"], env=ENV,
+                         capture_output=True, text=True)
+    assert_one_line_error(out, "no such model file")
+    out = subprocess.run([sys.executable, "-m", "anydiff", "fit"], env=ENV, capture_output=True, text=True)
+    assert_one_line_error(out, "the following arguments are required", code=2)
