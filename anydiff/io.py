@@ -7,21 +7,35 @@ tampered or foreign file can fail to load but cannot run code.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
 from ._utils import atomic_write
 
-__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "register", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "anydiff"
 FORMAT_VERSION = 1
 
+_ESTIMATORS: dict[str, type] = {}  # class name -> class; filled by the estimator base
 
-def _registry() -> dict:
-    from .estimators import VectorDiffusion
 
-    return {"VectorDiffusion": VectorDiffusion}
+def register(cls: type) -> type:
+    """Make ``cls`` savable and loadable under its class name (the estimator base calls this for
+    every subclass). The file records the class's module, which :func:`load` imports when the
+    class is not registered yet, but only inside the anydiff package."""
+    _ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def _estimator_class(name, module) -> type | None:
+    if name not in _ESTIMATORS and isinstance(module, str) and (module == "anydiff" or module.startswith("anydiff.")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return None
+    return _ESTIMATORS.get(name)
 
 
 def _json_params(estimator) -> dict:
@@ -40,10 +54,11 @@ def save(estimator, path) -> None:
     from safetensors.torch import save as to_bytes
 
     name = type(estimator).__name__
-    if name not in _registry():
-        raise ValueError(f"cannot save a {name}; savable estimators: {sorted(_registry())}")
+    if _ESTIMATORS.get(name) is not type(estimator):
+        raise ValueError(f"cannot save a {name}; savable estimators: {sorted(_ESTIMATORS)}")
     meta, tensors = estimator._fitted_state()
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "estimator": name,
+              "module": type(estimator).__module__,
               "params": json.dumps(_json_params(estimator)), "fitted": json.dumps(meta)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     data = to_bytes(tensors, metadata=header)
@@ -76,7 +91,7 @@ def load(path):
     if header.get("format_version") != str(FORMAT_VERSION):
         raise ValueError(f"{path} has anydiff format version {header.get('format_version')!r}; "
                          f"this anydiff reads version {FORMAT_VERSION}")
-    cls = _registry().get(header.get("estimator"))
+    cls = _estimator_class(header.get("estimator"), header.get("module", "anydiff.estimators"))
     if cls is None:
         raise ValueError(f"{path} holds an unknown estimator {header.get('estimator')!r}")
     try:
