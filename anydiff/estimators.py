@@ -14,6 +14,7 @@ missing entries (inpainting) and the deterministic DDIM encoding to noise space 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from numbers import Integral, Real
 
@@ -84,9 +85,27 @@ class DiffusionEstimator(BaseEstimator):
         "verbose": ["boolean"],
     }
 
+    #: Train and generate on one torch thread, so that the same random_state gives the same
+    #: result whatever the thread count (parallel reductions, a weight gradient's sum over the
+    #: batch among them, add in an order that depends on it). Subclasses that promise it set True.
+    _single_thread = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         register(cls)
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run the block on one torch thread where ``_single_thread`` says so."""
+        if not self._single_thread:
+            yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     # -- what a subclass provides --------------------------------------------------------------
     def _network(self) -> torch.nn.Module:
@@ -140,7 +159,7 @@ class DiffusionEstimator(BaseEstimator):
                           warmup_steps=max(1, min(100, self.max_steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=label_dropout, reference_batch=int(self.reference_batch),
                           device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, self.max_steps))
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), self._threads():
             trainer.fit(torch.from_numpy(Z).float(),
                         cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))
         self.model_ = trainer.ema_model.eval()
@@ -188,10 +207,11 @@ class DiffusionEstimator(BaseEstimator):
         out = []
         for lo in range(0, n_samples, chunk_size):
             hi = min(lo + chunk_size, n_samples)
-            out.append(sample(self.model_, (hi - lo, *self._event_shape()), sampler=self.sampler,
-                              steps=self.sampling_steps, generator=gen, device=self._device(),
-                              cond=None if cond is None else cond[lo:hi], guidance_scale=guidance_scale,
-                              **self._sample_kwargs()))
+            with self._threads():
+                out.append(sample(self.model_, (hi - lo, *self._event_shape()), sampler=self.sampler,
+                                  steps=self.sampling_steps, generator=gen, device=self._device(),
+                                  cond=None if cond is None else cond[lo:hi], guidance_scale=guidance_scale,
+                                  **self._sample_kwargs()))
         return torch.cat(out)
 
     def _inpaint(self, known: np.ndarray, mask: np.ndarray, *, resample: int = 10, steps: int | None = None,
@@ -200,10 +220,12 @@ class DiffusionEstimator(BaseEstimator):
         the ancestral sampler with RePaint resampling, ``steps`` steps (default
         ``sampling_steps``, at least 50) of ``resample`` repeats each."""
         dev = self._device()
-        return sample(self.model_, tuple(known.shape), sampler="ddpm", steps=steps or max(self.sampling_steps, 50),
-                      generator=as_generator(random_state), known=torch.from_numpy(known).float().to(dev),
-                      mask=torch.from_numpy(mask.astype(np.float32)).to(dev), resample=resample,
-                      schedule=self.schedule_, prediction=self.prediction, clip_x0=self._clip_bounds())
+        with self._threads():
+            return sample(self.model_, tuple(known.shape), sampler="ddpm",
+                          steps=steps or max(self.sampling_steps, 50), generator=as_generator(random_state),
+                          known=torch.from_numpy(known).float().to(dev),
+                          mask=torch.from_numpy(mask.astype(np.float32)).to(dev), resample=resample,
+                          schedule=self.schedule_, prediction=self.prediction, clip_x0=self._clip_bounds())
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
