@@ -9,15 +9,16 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("datasets", "estimators", "io", "likelihood", "losses", "metrics", "nn", "oracles",
-               "parameterization", "plot", "process", "sampling", "schedules", "timesteps", "training")
+               "parameterization", "plot", "process", "sampling", "schedules", "tabular", "timesteps", "training")
 _NAMES = {  # public name -> the submodule that defines it
     "Schedule": "schedules", "convert": "parameterization", "sample": "sampling", "encode": "sampling",
     "log_likelihood": "likelihood", "Trainer": "training", "VectorDiffusion": "estimators", "load": "io",
+    "TabularDiffusion": "tabular",
 }
 
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
            "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer",
-           "VectorDiffusion", "load", "__version__"]
+           "VectorDiffusion", "TabularDiffusion", "tabular", "load", "__version__"]
 
 
 def __getattr__(name):
