@@ -48,9 +48,19 @@ def load_model(path: str):
     return load(path)
 
 
+def is_tabular(est) -> bool:
+    return hasattr(est, "encoder_")
+
+
 def model_input(est, table, path: str):
-    """The rows of ``table`` as the fitted model expects them: a DataFrame with the model's column
-    names when it was fitted on a CSV with a header (the file's own header must then match)."""
+    """The rows of ``table`` as the fitted model expects them: a DataFrame for a tabular model;
+    for a vector model a DataFrame with the model's column names when it was fitted on a CSV with
+    a header (the file's own header must then match), else the array."""
+    if is_tabular(est):
+        return table.as_frame()
+    if table.values is None:
+        raise CLIError(f"{path}: the table has columns that are not numbers; the model is a VectorDiffusion "
+                       "of numbers (fit a table with text columns to get a TabularDiffusion)")
     names = getattr(est, "feature_names_in_", None)
     if table.values.shape[1] != est.n_features_in_:
         raise CLIError(f"{path}: {table.values.shape[1]} columns, but the model was fitted on "
@@ -87,6 +97,17 @@ ESTIMATOR_HELP = {  # every VectorDiffusion parameter but random_state (--seed) 
     "reference_batch": "rows of the stable target field per training step (0 = plain targets)",
     "device": "auto, cpu or cuda",
 }
+TABULAR_HELP = {  # the parameters only TabularDiffusion has
+    "max_onehot": "categories up to which a column is one-hot encoded (above: analog bits)",
+    "column_types": "column kinds that override the types read from the file, e.g. zip=categorical,age=integer",
+}
+
+
+def column_types(text: str) -> dict:
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not sep or not name.strip() for name, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=KIND pairs separated by commas, e.g. zip=categorical")
+    return {name.strip(): kind.strip() for name, _, kind in pairs}
 
 
 def cmd_fit(args) -> None:
@@ -95,21 +116,37 @@ def cmd_fit(args) -> None:
     from .estimators import VectorDiffusion
 
     check_output_path(args.output)
-    table = read_table(args.data)
-    X = table.values
-    if table.header is not None:
-        import pandas as pd
+    table = read_table(args.data, allow_text=True, typed=args.tabular)
+    tabular = args.tabular or table.values is None
+    if tabular:
+        from .tabular import TabularDiffusion
 
-        X = pd.DataFrame(X, columns=table.header)
+        cls, X = TabularDiffusion, table.as_frame()
+        if args.labels:
+            raise CLIError("a table takes no --labels: keep the labels as a column, and draw a class with "
+                           "`anydiff sample MODEL --condition COLUMN=VALUE`")
+    else:
+        cls, X = VectorDiffusion, table.values
+        if table.header is not None:
+            import pandas as pd
+
+            X = pd.DataFrame(X, columns=table.header)
+    params = {k: getattr(args, k) for k in {**ESTIMATOR_HELP, **TABULAR_HELP} if getattr(args, k) is not None}
+    foreign = sorted(set(params) - set(cls().get_params()))
+    if foreign:
+        kind = "a table with text columns (TabularDiffusion)" if tabular else "a numeric table (VectorDiffusion)"
+        raise CLIError(f"{', '.join('--' + k.replace('_', '-') for k in foreign)}: not an option for {kind}")
     labels = read_labels(args.labels) if args.labels else None
-    params = {k: getattr(args, k) for k in ESTIMATOR_HELP if getattr(args, k) is not None}
-    est = VectorDiffusion(random_state=args.seed, verbose=not args.quiet, **params)
+    est = cls(random_state=args.seed, verbose=not args.quiet, **params)
     start = time.perf_counter()
-    est.fit(X, labels)
+    if tabular:
+        est.fit(X)
+    else:
+        est.fit(X, labels)
     if int(os.environ.get("RANK", "0")) == 0:
         est.save(args.output)
-        print(f"trained on {len(X)} rows x {X.shape[1]} columns in {time.perf_counter() - start:.1f} s; "
-              f"final loss {est.loss_curve_[-1]:.4f}; wrote {args.output}")
+        print(f"trained a {cls.__name__} on {len(X)} rows x {X.shape[1]} columns in "
+              f"{time.perf_counter() - start:.1f} s; final loss {est.loss_curve_[-1]:.4f}; wrote {args.output}")
 
 
 def _label(est, text: str | None):
@@ -126,6 +163,34 @@ def _label(est, text: str | None):
     return int(value) if np.issubdtype(est.classes_.dtype, np.integer) and value.is_integer() else value
 
 
+def _conditions(est, pairs: list[str]) -> dict:
+    """``--condition COLUMN=VALUE`` as a dict of values of each column's type."""
+    import pandas as pd
+
+    layout = {rec.name: rec for rec in est.encoder_.layout_}
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in layout:
+            raise CLIError(f"--condition {pair!r}: give COLUMN=VALUE with a column of the model, "
+                           f"{list(layout)[:20]}")
+        rec = layout[name]
+        if rec.categories is not None:
+            match = [c for c in rec.categories if str(c).lower() == text.lower()]
+            if not match:
+                raise CLIError(f"--condition {pair!r}: {name} takes {[str(c) for c in rec.categories][:20]}")
+            out[name] = match[0]
+        elif rec.kind in ("datetime", "timedelta"):
+            out[name] = pd.Timestamp(text) if rec.kind == "datetime" else pd.Timedelta(text)
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                raise CLIError(f"--condition {pair!r}: {name} takes numbers") from None
+            out[name] = int(value) if rec.kind == "integer" and value.is_integer() else value
+    return out
+
+
 def cmd_sample(args) -> None:
     from .datafiles import check_output, write_table
 
@@ -136,9 +201,20 @@ def cmd_sample(args) -> None:
     if args.steps is not None:
         est.set_params(sampling_steps=args.steps)
     est._validate_params()
-    x = est.sample(args.n, y=_label(est, args.label), guidance_scale=args.guidance_scale, random_state=args.seed)
-    names = getattr(est, "feature_names_in_", None)
-    write_table(args.output, x, header=None if names is None else list(names))
+    if is_tabular(est):
+        if args.label is not None or args.guidance_scale is not None:
+            raise CLIError("--label and --guidance-scale are for VectorDiffusion models; a table's model "
+                           "takes --condition COLUMN=VALUE")
+        conditions = _conditions(est, args.condition) if args.condition else None
+        x = est.sample(args.n, conditions=conditions, random_state=args.seed)
+        write_table(args.output, x)
+    else:
+        if args.condition:
+            raise CLIError("--condition is for models of tables; this VectorDiffusion takes --label")
+        x = est.sample(args.n, y=_label(est, args.label), guidance_scale=args.guidance_scale,
+                       random_state=args.seed)
+        names = getattr(est, "feature_names_in_", None)
+        write_table(args.output, x, header=None if names is None else list(names))
     print(f"wrote {x.shape[0]} samples to {args.output}")
 
 
@@ -148,6 +224,9 @@ def cmd_score(args) -> None:
     if args.output:
         check_output(args.output)
     est = load_model(args.model)
+    if not hasattr(est, "score_samples"):
+        raise CLIError(f"{args.model} holds a {type(est).__name__}, which has no likelihood; score needs a "
+                       "VectorDiffusion model")
     ll = est.score_samples(model_input(est, read_table(args.data), args.data))
     if args.output:
         write_table(args.output, ll[:, None], header=["log_likelihood"])
@@ -161,10 +240,12 @@ def cmd_impute(args) -> None:
 
     check_output(args.output)
     est = load_model(args.model)
-    table = read_table(args.data)
-    filled = est.impute(model_input(est, table, args.data), random_state=args.seed)
+    table = read_table(args.data, typed=is_tabular(est))
+    X = model_input(est, table, args.data)
+    filled = est.impute(X, random_state=args.seed)
     write_table(args.output, filled, source=table)
-    print(f"filled {int(np.isnan(table.values).sum())} missing entries; wrote {args.output}")
+    print(f"filled {int(np.sum(X.isna().to_numpy() if hasattr(X, 'isna') else np.isnan(X)))} missing entries; "
+          f"wrote {args.output}")
 
 
 def cmd_samplers(args) -> None:
@@ -272,18 +353,28 @@ def write_figure(path: str, samples: dict, reference) -> None:
 
 # -- parser ------------------------------------------------------------------------------------
 def add_estimator_options(parser: argparse.ArgumentParser) -> None:
-    """One option per VectorDiffusion parameter, typed and defaulted from the estimator itself."""
+    """One option per estimator parameter, typed and defaulted from the estimators themselves."""
     from .estimators import VectorDiffusion
+    from .tabular import TabularDiffusion
 
-    defaults = VectorDiffusion().get_params()
-    for name, text in ESTIMATOR_HELP.items():
-        default = defaults[name]
+    vector, table = VectorDiffusion().get_params(), TabularDiffusion().get_params()
+    for name, text in {**ESTIMATOR_HELP, **TABULAR_HELP}.items():
+        default = vector.get(name, table.get(name))
+        if name in vector and name in table and table[name] != vector[name]:
+            text = f"{text} (default: {default}; tables: {table[name]})"
+        elif name not in vector:
+            text = f"{text} (tables only; default: {default})"
+        elif name not in table:
+            text = f"{text} (numeric tables only; default: {default})"
+        else:
+            text = f"{text} (default: {default})"
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{text} (default: {default})")
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif name == "column_types":
+            parser.add_argument(flag, dest=name, type=column_types, default=None, help=text)
         else:
-            parser.add_argument(flag, dest=name, type=type(default), default=None, help=f"{text} (default: {default})")
+            parser.add_argument(flag, dest=name, type=type(default), default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,8 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_samplers)
 
-    p = sub.add_parser("fit", help="train a VectorDiffusion model on a data file")
-    p.add_argument("data", help="training data, .csv or .npy, one row per sample")
+    p = sub.add_parser("fit", help="train a model on a data file (a table with text columns: TabularDiffusion)")
+    p.add_argument("data", help="training data, .csv, .npy or .parquet, one row per sample")
+    p.add_argument("--tabular", action="store_true",
+                   help="fit a TabularDiffusion even if every column holds numbers (integer columns stay integers)")
     p.add_argument("-o", "--output", required=True, help="model file to write")
     p.add_argument("--labels", help="class labels, .csv or .npy with one value per row (conditional model)")
     p.add_argument("--seed", type=int, default=0)
@@ -313,12 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a model file")
     p.add_argument("model")
     p.add_argument("-n", type=positive_int, required=True, help="number of samples")
-    p.add_argument("-o", "--output", required=True, help=".csv or .npy to write")
+    p.add_argument("-o", "--output", required=True, help=".csv, .npy or .parquet to write")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--sampler", default=None)
     p.add_argument("--steps", type=positive_int, default=None)
     p.add_argument("--label", default=None, help="class to sample (conditional models)")
     p.add_argument("--guidance-scale", type=float, default=None)
+    p.add_argument("--condition", action="append", metavar="COLUMN=VALUE",
+                   help="models of tables: every row gets this value (repeat for several columns)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("score", help="log-likelihood of each row of a data file (nats)")
@@ -330,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("impute", help="fill the missing (empty / NA / NaN) entries of a data file")
     p.add_argument("model")
     p.add_argument("data")
-    p.add_argument("-o", "--output", required=True, help=".csv or .npy to write")
+    p.add_argument("-o", "--output", required=True, help=".csv, .npy or .parquet to write")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_impute)
     return parser

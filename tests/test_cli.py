@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from anydiff.cli import ESTIMATOR_HELP, main
+from anydiff.cli import ESTIMATOR_HELP, TABULAR_HELP, main
 from anydiff.estimators import VectorDiffusion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,13 +113,16 @@ def test_errors_are_one_line(files, tmp_path, capsys, argv, needle):
 
 
 def test_every_estimator_parameter_is_an_option():
-    params = set(VectorDiffusion().get_params()) - {"random_state", "verbose"}  # --seed, --quiet
-    assert set(ESTIMATOR_HELP) == params
+    from anydiff.tabular import TabularDiffusion
+
+    vector = set(VectorDiffusion().get_params()) - {"random_state", "verbose"}  # --seed, --quiet
+    table = set(TabularDiffusion().get_params()) - {"random_state", "verbose"}
+    assert set(ESTIMATOR_HELP) == vector and set(TABULAR_HELP) == table - vector
     out = subprocess.run([sys.executable, "-m", "anydiff", "fit", "--help"], env=ENV, capture_output=True, text=True)
     assert out.returncode == 0
-    for name in params:
+    for name in vector | table:
         assert "--" + name.replace("_", "-") in out.stdout, name
-    assert "--no-clip" in out.stdout and "(default: 5000)" in out.stdout
+    assert "--no-clip" in out.stdout and "(default: 5000; tables: 3000)" in " ".join(out.stdout.split())
 
 
 # -- real processes: reading -----------------------------------------------------------------------
@@ -326,3 +329,82 @@ def test_real_process_help_and_exit_codes():
     assert_one_line_error(out, "no such model file")
     out = subprocess.run([sys.executable, "-m", "anydiff", "fit"], env=ENV, capture_output=True, text=True)
     assert_one_line_error(out, "the following arguments are required", code=2)
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def penguin_like(n=120, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    species = rng.choice(["Adelie", "Gentoo", "Chinstrap"], n)
+    mass = np.round(3500 + 1200 * (species == "Gentoo") + rng.normal(0, 300, n))
+    bill = np.round(39 + 8 * (species != "Adelie") + rng.normal(0, 2, n), 1)
+    bill[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame({"species": species, "bill_length_mm": bill, "body_mass_g": mass.astype(np.int64),
+                         "male": rng.random(n) < 0.5,
+                         "seen": pd.Timestamp("2007-11-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D")})
+
+
+def test_a_table_with_text_fits_a_tabular_model_and_keeps_cells(tmp_path):
+    df = penguin_like()
+    df.to_csv(tmp_path / "pen.csv", index=False)
+    out = run("fit", "pen.csv", "-o", "pen.anydiff", *TINY, cwd=tmp_path)
+    assert out.returncode == 0 and "trained a TabularDiffusion on 120 rows x 5 columns" in out.stdout, out.stderr
+    out = run("sample", "pen.anydiff", "-n", "6", "-o", "s.csv", "--condition", "species=gentoo", "--seed", "0",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "species,bill_length_mm,body_mass_g,male,seen" and len(lines) == 7
+    for line in lines[1:]:
+        species, bill, mass, male, seen = line.split(",")
+        assert species == "Gentoo" and male in ("True", "False") and mass.lstrip("-").isdigit()
+        assert len(seen) == 10 and seen[4] == "-"  # dates come back as dates
+    # impute: rows without gaps come back byte for byte, observed cells of the others too
+    text = (tmp_path / "pen.csv").read_text().splitlines()
+    holes = [text[0], text[1], "," + text[2].split(",", 1)[1], text[3].rsplit(",", 2)[0] + ",,"]
+    (tmp_path / "holes.csv").write_text("\n".join(holes) + "\n")
+    out = run("impute", "pen.anydiff", "holes.csv", "-o", "filled.csv", "--seed", "0", cwd=tmp_path)
+    assert out.returncode == 0 and "filled 3 missing entries" in out.stdout, out.stderr
+    got = (tmp_path / "filled.csv").read_text().splitlines()
+    assert got[:2] == holes[:2]
+    for want, row in zip(holes[2:], got[2:]):
+        for w, g in zip(want.split(","), row.split(",")):
+            assert g == w if w else g != ""
+    assert_one_line_error(run("score", "pen.anydiff", "pen.csv", cwd=tmp_path), "has no likelihood")
+    assert_one_line_error(run("fit", "pen.csv", "-o", "x.anydiff", "--label-dropout", "0.2", cwd=tmp_path),
+                          "--label-dropout: not an option for a table")
+
+
+def test_parquet_keeps_dtypes_exactly(tmp_path):
+    import pandas as pd
+
+    df = penguin_like()
+    df["species"] = df["species"].astype("category")
+    df["body_mass_g"] = df["body_mass_g"].astype("Int64")
+    df.loc[::7, "body_mass_g"] = pd.NA
+    df.to_parquet(tmp_path / "pen.parquet", index=False)
+    assert run("fit", "pen.parquet", "-o", "m.anydiff", *TINY, cwd=tmp_path).returncode == 0
+    out = run("sample", "m.anydiff", "-n", "5", "-o", "s.parquet", "--seed", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    s = pd.read_parquet(tmp_path / "s.parquet")
+    assert s.dtypes.equals(pd.read_parquet(tmp_path / "pen.parquet").dtypes) and len(s) == 5
+
+
+def test_a_number_column_with_a_typo_is_an_error(tmp_path):
+    rows = ["species,mass"] + [f"{'A' if i % 2 else 'B'},{3000 + i}" for i in range(30)]
+    rows[17] = "A,31o0"
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    out = run("fit", "t.csv", "-o", "m.anydiff", cwd=tmp_path)
+    assert_one_line_error(out, "t.csv, line 18, column 2 ('mass'): '31o0' is not a number, but 97% of")
+    assert listing(tmp_path) == {"t.csv": ("\n".join(rows) + "\n").encode()}
+
+
+def test_tabular_flag_keeps_integer_columns_integers(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["count,value"] + [f"{rng.poisson(4)},{rng.normal():.3f}" for _ in range(80)]
+    (tmp_path / "n.csv").write_text("\n".join(rows) + "\n")
+    assert run("fit", "n.csv", "-o", "m.anydiff", "--tabular", *TINY, cwd=tmp_path).returncode == 0
+    assert run("sample", "m.anydiff", "-n", "20", "-o", "s.csv", cwd=tmp_path).returncode == 0
+    for line in (tmp_path / "s.csv").read_text().splitlines()[1:]:
+        count, value = line.split(",")
+        assert count.isdigit() and len(value.split(".")[-1]) <= 3  # integers, and the data's 3 decimals
