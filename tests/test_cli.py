@@ -231,9 +231,23 @@ def test_a_diverged_run(files, tmp_path):
     assert listing(tmp_path) == {}
 
 
-@pytest.mark.parametrize("delay", [0.2, 1.0, 3.0])
-def test_ctrl_c_at_any_moment(files, tmp_path, delay):
-    """Ctrl-C while Python imports, while torch loads and while training: one line, exit 130.
+def wait_for_library(pid: int, name: str, timeout: float = 60.0) -> None:
+    """Wait until process ``pid`` has mapped a shared library whose path contains ``name``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/maps") as fh:
+            if name in fh.read():
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"the process never loaded {name}")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc to know what the process is doing")
+@pytest.mark.parametrize("library,delay", [("_multiarray_umath", 0.0), ("libtorch_cpu", 0.0),
+                                           ("libtorch_cpu", 0.5), ("libtorch_cpu", 3.0)])
+def test_ctrl_c_at_any_moment(files, tmp_path, library, delay):
+    """Ctrl-C while numpy loads, while torch loads, right after, and while training: one line,
+    exit 130. (Before the interpreter has run any of anydiff, a Ctrl-C is Python's own business.)
 
     Python may end the process by the signal itself (-SIGINT here, 130 in a shell) when the
     interrupt passed through code that a C extension ran (PyRun_*) while importing; both are an
@@ -242,9 +256,13 @@ def test_ctrl_c_at_any_moment(files, tmp_path, delay):
     proc = subprocess.Popen([sys.executable, "-m", "anydiff", "fit", str(d / "data.csv"), "-o", "m.anydiff",
                              "--max-steps", "1000000", "--quiet"], cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        wait_for_library(proc.pid, library)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert proc.returncode in (130, -signal.SIGINT), stderr
     assert stderr.strip() in ("anydiff: interrupted", "anydiff fit: interrupted"), stderr
     assert listing(tmp_path) == {}
