@@ -1,8 +1,9 @@
 """The ``anydiff`` command: ``demo``, ``samplers``, ``fit``, ``sample``, ``score``, ``impute``.
 
-Data files are ``.csv`` or ``.npy`` (:mod:`anydiff.datafiles`: strict reading, all-or-nothing
-writing, observed cells written back as they were read). Output paths are checked before any
-work. Errors and warnings are one line on stderr, never a traceback; exit status 1 for an error,
+Data files are ``.csv``, ``.npy`` or ``.parquet`` (:mod:`anydiff.datafiles`: strict reading,
+all-or-nothing writing, observed cells written back as they were read). A table with text
+columns (or ``fit --tabular``) gets a :class:`~anydiff.tabular.TabularDiffusion`, a numeric one a
+:class:`~anydiff.VectorDiffusion`. Output paths are checked before any work. Errors and warnings are one line on stderr, never a traceback; exit status 1 for an error,
 2 for a usage error, 130 for Ctrl-C. Training also runs data-parallel under
 ``torchrun --nproc_per_node=N -m anydiff fit ...``; only rank 0 writes the model.
 
