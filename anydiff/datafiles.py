@@ -6,7 +6,8 @@ are missing. The separator (``,`` ``;`` tab or ``|``) and quoting are detected b
 ``csv`` module; a first line with a cell that is not a number is the header. A numeric table
 becomes a float array; with ``allow_text=True`` a table with text columns (it needs a header)
 becomes a DataFrame whose column types are read from the cells: numbers (int64, or Int64 with
-missing cells, or float64), true/false, ISO dates, and text. A column of numbers with a few
+missing cells; float64 when any cell is written with a decimal point or an exponent, so that
+filled cells are written as the observed ones are), true/false, ISO dates, and text. A column of numbers with a few
 text cells is an error naming the file, line and column, as is any text cell when text is not
 allowed. ``.parquet`` keeps its dtypes exactly (it needs pyarrow). Writing goes through a
 temporary file in the same folder (:func:`anydiff._utils.atomic_write`). An imputed CSV keeps
@@ -159,8 +160,8 @@ def _text_column(path: str, name: str, j: int, lines: list[int], texts: list[str
     numeric = np.array([_is_number(t) for t in present])
     if numeric.all():
         values = np.array([float(t) if not m else np.nan for t, m in zip(texts, missing)])
-        whole = values[~missing]
-        if np.all(whole == np.round(whole)) and np.all(np.abs(whole) < 2**53):
+        written_as_floats = any(c in t for t in present for c in ".eE")  # 181.0 is a float column
+        if not written_as_floats and np.all(np.abs(values[~missing]) < 2**53):
             return pd.array([None if m else int(v) for v, m in zip(values, missing)],
                             dtype="Int64" if missing.any() else "int64")
         return pd.Series(values, dtype=np.float64).array

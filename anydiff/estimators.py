@@ -123,6 +123,10 @@ class DiffusionEstimator(BaseEstimator):
     def _clip_bounds(self):
         return None
 
+    def _max_steps(self, n_rows: int) -> int:
+        """The training steps for ``n_rows`` rows: ``max_steps`` (a subclass may derive it)."""
+        return self.max_steps
+
     # -- training ------------------------------------------------------------------------------
     def _set_labels(self, y) -> np.ndarray | None:
         """Set ``classes_`` from class labels ``y`` (or None) and return their codes."""
@@ -150,15 +154,16 @@ class DiffusionEstimator(BaseEstimator):
         """Train the denoiser on encoded data ``Z`` (n, *event_shape) with optional class codes;
         sets ``schedule_``, ``model_`` (the EMA weights), ``loss_curve_`` and ``n_iter_``."""
         seed = _seed_from(self.random_state)
+        steps = self._max_steps(len(Z))
         self.schedule_ = _SCHEDULES[self.schedule](self.n_timesteps)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self._network()
         trainer = Trainer(net, self.schedule_, prediction=self.prediction, batch_size=self._batch(len(Z)),
-                          max_steps=self.max_steps, learning_rate=self.learning_rate,
-                          warmup_steps=max(1, min(100, self.max_steps // 10)), ema_decay=self.ema_decay,
+                          max_steps=steps, learning_rate=self.learning_rate,
+                          warmup_steps=max(1, min(100, steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=label_dropout, reference_batch=int(self.reference_batch),
-                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, self.max_steps))
+                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
             trainer.fit(torch.from_numpy(Z).float(),
                         cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))

@@ -122,7 +122,7 @@ def test_every_estimator_parameter_is_an_option():
     assert out.returncode == 0
     for name in vector | table:
         assert "--" + name.replace("_", "-") in out.stdout, name
-    assert "--no-clip" in out.stdout and "(default: 5000; tables: 3000)" in " ".join(out.stdout.split())
+    assert "--no-clip" in out.stdout and "(default: 5000; tables: auto)" in " ".join(out.stdout.split())
 
 
 # -- real processes: reading -----------------------------------------------------------------------

@@ -178,3 +178,29 @@ def test_ten_thousand_categories_fit_in_little_memory():
     tracemalloc.stop()
     assert est.encoder_.n_dims_ == 14 + 1
     assert set(s["zip"]) <= set(df["zip"]) and peak < 200e6  # one-hot floats alone would be 800 MB
+
+
+def test_auto_steps_are_passes_over_the_rows_and_knots_summarise():
+    """max_steps="auto": 150 passes, at least 300 steps; the model file keeps at most one quantile
+    knot per ten values of a column, so a small table's values are not stored one by one."""
+    import json
+
+    from anydiff.tabular.estimator import AUTO_EPOCHS
+
+    small = known_table(40)
+    params = {**TINY, "max_steps": "auto"}
+    assert TabularDiffusion(**params).fit(small).n_iter_ == 375 == AUTO_EPOCHS * 40 // 16
+    tiny = known_table(12)
+    assert TabularDiffusion(**params).fit(tiny).n_iter_ == 300  # the floor
+    est = TabularDiffusion(**{**TINY, "max_steps": 2}).fit(known_table(300))
+    meta, _ = est._fitted_state()
+    refs = [c["state"]["refs"] for c in json.loads(json.dumps(meta))["encoder"]["columns"] if "refs" in c["state"]]
+    assert refs and all(len(r) <= 30 for r in refs)
+
+
+def test_float_notation_in_a_csv_stays_float(tmp_path):
+    from anydiff.datafiles import read_table
+
+    (tmp_path / "a.csv").write_text("name,mass,count\nx,181.0,3\ny,,4\nz,190.5,\n")
+    frame = read_table(str(tmp_path / "a.csv"), typed=True).frame
+    assert str(frame["mass"].dtype) == "float64" and str(frame["count"].dtype) == "Int64"

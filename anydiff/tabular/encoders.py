@@ -76,12 +76,12 @@ class _QuantileMap:
 
     @classmethod
     def fit(cls, x: np.ndarray, n_quantiles: int) -> "_QuantileMap":
+        """Knots at ``min(n_quantiles, max(10, n // 10))`` levels: a summary of the column, never
+        the list of its values (a model file of a small table would otherwise hold them all)."""
         xs = np.sort(np.asarray(x, dtype=np.float64))
-        if len(xs) <= n_quantiles:
-            refs = xs  # every value is a knot: training values map exactly
-        else:
-            refs = np.maximum.accumulate(np.quantile(xs, np.linspace(0.0, 1.0, n_quantiles)))
-            refs[0], refs[-1] = xs[0], xs[-1]
+        levels = np.linspace(0.0, 1.0, min(n_quantiles, max(10, len(xs) // 10)))
+        refs = np.maximum.accumulate(np.quantile(xs, levels))
+        refs[0], refs[-1] = xs[0], xs[-1]
         return cls(refs)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -760,7 +760,8 @@ class TableEncoder:
     max_onehot : int, default 16
         Largest number of observed categories encoded one-hot; more use analog bits.
     quantiles : int, default 1000
-        Largest number of quantiles of the quantile transform (at least 2).
+        Largest number of quantiles of the quantile transform (at least 2); a column of n values
+        gets ``min(quantiles, max(10, n // 10))``, interpolated between its order statistics.
     random_state : int or None, default 0
         Seeds the dequantization noise of integer columns (``fit`` and ``transform``), so
         ``transform`` is reproducible. None draws a seed once, at ``fit``.
@@ -788,8 +789,9 @@ class TableEncoder:
     noise leaves (e.g. ages or counts; not a sparse 64-bit ID column, which is better declared
     categorical); datetimes while it stays under half their resolution.
 
-    Only per-column summaries are kept (at most ``quantiles`` quantiles, the category lists,
-    bounds): never rows.
+    Only per-column summaries are kept (at most ``quantiles`` quantiles, and at most one per ten
+    values, so a small table's values are not stored one by one; the category lists; each
+    column's minimum and maximum): never rows.
 
     Examples
     --------

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils import as_generator
@@ -23,6 +23,8 @@ from ..nn import ResidualMLP
 from .encoders import TableEncoder
 
 __all__ = ["TabularDiffusion"]
+
+AUTO_EPOCHS, AUTO_STEPS = 150, (300, 3000)  # max_steps="auto": passes over the rows, and its bounds
 
 
 class TabularDiffusion(DiffusionEstimator):
@@ -37,7 +39,12 @@ class TabularDiffusion(DiffusionEstimator):
     max_onehot : int, default=16
         A categorical column with at most this many categories is one-hot encoded; above, it is
         encoded in analog bits (``ceil(log2 K)`` dimensions), so 10,000 categories cost 14.
-    max_steps, batch_size, learning_rate : int, int, float, default=3000, 256, 2e-3
+    max_steps : int or "auto", default="auto"
+        Training steps. "auto" trains for 150 passes over the rows, at least 300 and at most 3000
+        steps: a 5000-row table gets 2930 steps of batch 256. A fixed 3000 steps is 3000 passes
+        over a 172-row table, and the model then memorised it (82 % of its rows were closer to a
+        training row than to a held-out one; 57 % at 300 steps, with the same C2ST).
+    batch_size, learning_rate : int, float, default=256, 2e-3
         The training run (AdamW, linear warm-up, cosine decay).
     hidden, depth, dropout : int, int, float, default=256, 3, 0.0
         The residual MLP's width, number of blocks and dropout.
@@ -69,12 +76,13 @@ class TabularDiffusion(DiffusionEstimator):
         **DiffusionEstimator._parameter_constraints,
         "column_types": [dict, None],
         "max_onehot": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "fourier_features": [Interval(Integral, 0, None, closed="left")],
         "fourier_scale": [Interval(Real, 0, None, closed="neither")],
         "clip": ["boolean"],
     }
 
-    def __init__(self, *, column_types: dict | None = None, max_onehot: int = 16, max_steps: int = 3000,
+    def __init__(self, *, column_types: dict | None = None, max_onehot: int = 16, max_steps: int | str = "auto",
                  batch_size: int = 256, learning_rate: float = 2e-3, hidden: int = 256, depth: int = 3,
                  dropout: float = 0.0, fourier_features: int = 0, fourier_scale: float = 0.5,
                  prediction: str = "v", schedule: str = "cosine", n_timesteps: int = 1000,
@@ -114,6 +122,11 @@ class TabularDiffusion(DiffusionEstimator):
 
     def _clip_bounds(self):
         return (self.z_min_, self.z_max_) if self.clip else None
+
+    def _max_steps(self, n_rows: int) -> int:
+        if self.max_steps != "auto":
+            return self.max_steps
+        return int(np.clip(np.ceil(AUTO_EPOCHS * n_rows / self._batch(n_rows)), *AUTO_STEPS))
 
     def _decode(self, Z: torch.Tensor, *, forbid_missing: bool = False) -> pd.DataFrame:
         return self.encoder_.inverse_transform(Z.detach().cpu().double().numpy(), forbid_missing=forbid_missing)
