@@ -204,3 +204,17 @@ def test_float_notation_in_a_csv_stays_float(tmp_path):
     (tmp_path / "a.csv").write_text("name,mass,count\nx,181.0,3\ny,,4\nz,190.5,\n")
     frame = read_table(str(tmp_path / "a.csv"), typed=True).frame
     assert str(frame["mass"].dtype) == "float64" and str(frame["count"].dtype) == "Int64"
+
+
+def test_imputations_follow_the_true_conditional():
+    """Correlated Gaussian columns: y | x is N(0.8 x, 0.6^2) in closed form. Multiple imputations
+    of y given x match its mean and spread: sd 0.54 here; plain replacement inpainting
+    (resample=1) gave 0.70 on the same model, and fails this test."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=2000)
+    df = pd.DataFrame({"x": x, "y": 0.8 * x + 0.6 * rng.normal(size=2000)})
+    est = TabularDiffusion(hidden=64, depth=2, max_steps=800, sampling_steps=50, random_state=0).fit(df)
+    xt = rng.normal(size=200)
+    imputations = est.impute(pd.DataFrame({"x": xt, "y": np.nan}), n_imputations=5, random_state=0)
+    residual = np.stack([d["y"].to_numpy() for d in imputations], 1) - 0.8 * xt[:, None]
+    assert abs(residual.mean()) < 0.08 and 0.48 < residual.std() < 0.68
