@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import schedules as _schedules
 from ._utils import as_generator, resolve_device
-from .io import register
+from . import io as _io
 from .likelihood import log_likelihood
 from .nn import ResidualMLP
 from .sampling import SAMPLERS, encode, sample
@@ -92,7 +92,7 @@ class DiffusionEstimator(BaseEstimator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        register(cls)
+        _io.register(cls)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -235,9 +235,7 @@ class DiffusionEstimator(BaseEstimator):
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the fitted model to one file (safetensors + JSON metadata); see :func:`anydiff.load`."""
-        from .io import save
-
-        save(self, path)
+        _io.save(self, path)
 
     def _fitted_state(self) -> tuple[dict, dict]:
         """JSON-able fitted attributes and the tensors to store (for :mod:`anydiff.io`)."""
