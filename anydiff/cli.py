@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train on two moons, sample with several samplers, print quality")
     p.add_argument("-o", "--output", default="anydiff_demo.png", help="figure to write ('' for none)")
-    p.add_argument("--quick", action="store_true", help="a few seconds instead of about a minute")
+    p.add_argument("--quick", action="store_true", help="a few seconds instead of one to two minutes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
