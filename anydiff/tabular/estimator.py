@@ -42,8 +42,9 @@ class TabularDiffusion(DiffusionEstimator):
     max_steps : int or "auto", default="auto"
         Training steps. "auto" trains for 150 passes over the rows, at least 300 and at most 3000
         steps: a 5000-row table gets 2930 steps of batch 256. A fixed 3000 steps is 3000 passes
-        over a 172-row table, and the model then memorised it (82 % of its rows were closer to a
-        training row than to a held-out one; 57 % at 300 steps, with the same C2ST).
+        over a 172-row table, and the model then memorised it (81 % of its samples were closer to a
+        training row than to a held-out one; 59 % at 300 steps, with the same C2ST: 0.674 and
+        0.679 in the penguins tutorial).
     batch_size, learning_rate : int, float, default=256, 2e-3
         The training run (AdamW, linear warm-up, cosine decay).
     hidden, depth, dropout : int, int, float, default=256, 3, 0.0
