@@ -432,6 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C is behind ``exc``: numpy, for one, turns a KeyboardInterrupt during its own
+    import into an ImportError with a long advice message."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"anydiff: warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
@@ -452,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except USER_ERRORS as exc:
+        if _caused_by_interrupt(exc):
+            print(f"{command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"{command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -268,6 +268,22 @@ def test_ctrl_c_at_any_moment(files, tmp_path, library, delay):
     assert listing(tmp_path) == {}
 
 
+def test_an_interrupt_wrapped_by_a_library_is_still_an_interrupt(monkeypatch, capsys):
+    """numpy turns Ctrl-C during its import into an ImportError with long advice (seen once in
+    the test above); the command still reports an interrupt."""
+    import anydiff.cli as cli
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("IMPORTANT: PLEASE READ THIS FOR ADVICE ON HOW TO SOLVE THIS ISSUE!") from None
+
+    monkeypatch.setattr(cli, "cmd_samplers", interrupted_import)
+    assert cli.main(["samplers"]) == 130
+    assert capsys.readouterr().err == "anydiff samplers: interrupted\n"
+
+
 def test_a_model_saved_for_a_gpu_samples_on_the_cpu(files, tmp_path):
     d, _ = files
     from anydiff.io import load
