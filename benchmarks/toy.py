@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +53,9 @@ from threadpoolctl import threadpool_limits
 import anydiff
 from anydiff.datasets import TOY_DATASETS, checkerboard_log_prob, eight_gaussians_mixture, load_toy
 from anydiff.metrics import c2st, sliced_wasserstein
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_revision  # noqa: E402
 
 MODELS = ("VectorDiffusion", "GMM", "KDE")
 ROLES = {"train": 1, "test": 2, "reference": 3, "floor": 4, "sw_reference": 5, "sw_floor": 6}  # a seed per role
@@ -71,18 +73,6 @@ def true_log_likelihood(name: str, X: np.ndarray) -> float | None:
     if name == "checkerboard":
         return float(np.mean(checkerboard_log_prob(X)))
     return None
-
-
-def git_revision() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "unknown") + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # -- models -----------------------------------------------------------------------------------
