@@ -19,9 +19,13 @@ Scores, against the holdout unless said otherwise (``anydiff.tabular.metrics``):
   that of the training table|, in points ("Real": training table against the holdout, the
   sampling noise),
 * fit and sample wall time, and the peak resident memory of the method: every method runs in its
-  own child process (multiprocessing, 'spawn' start method), which reports its own
-  ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after fit + sample; the table shows that peak and,
-  in brackets, the growth over the child's memory right after it imported the method's packages.
+  own child process (multiprocessing, 'spawn' start method, one child per method, data set and
+  seed), which reads its own peak after fit + sample: ``VmHWM`` of ``/proc/self/status``, the
+  high-water mark of that process's address space. (``getrusage(RUSAGE_SELF).ru_maxrss`` is not
+  used: Linux carries it over fork + exec, so a spawned child reports at least the size of its
+  parent, about 400 MB here.) The table shows that peak and, in brackets, the growth over the
+  child's peak right after it imported the method's packages (torch alone is about 300 MB).
+  TabularDiffusion's imputation runs in the same child after the peak is read.
 
 Missing values, per method:
 
@@ -34,10 +38,21 @@ Missing values, per method:
   missing-indicator column, categoricals with a "missing" category; decoded as above.
 * ForestDiffusion: NaN passed natively (it trains one model per column then), plus a binary
   missing-indicator column per column with NaN (its output never holds NaN: the indicator puts
-  it back). Categories go in as integer codes (cat_indexes, >= 3 levels; bin_indexes for two).
-  Its one-hot step (``dummify``) turns a missing category into the reference level; the
-  benchmark subclasses it so that missing categories stay missing (NaN dummies), which its
-  imputation needs to see them at all.
+  it back). Categories go in as integer codes (cat_indexes, >= 3 levels; bin_indexes for two),
+  integers in int_indexes. Its one-hot step (``dummify``) turns a missing category into the
+  reference level; the benchmark subclasses it so that missing categories stay missing (NaN
+  dummies), which its imputation needs to see them at all, and so that new rows (the holdout to
+  impute) get the training dummies.
+
+Budgets (one CPU thread): TabularDiffusion runs at its defaults (3000 steps). TVAE gets 300 epochs,
+CTGAN 150 (about 1 s an epoch on the 5000-row table here). ForestDiffusion is very slow on one
+core (about 10 ms a tree; at its defaults, n_t=50 x 100 trees x one tree per output column, a fit
+on wine alone trains 80,000 trees): it runs with n_t=10, 20 trees, duplicate_K capped at
+5000 // rows, and only on wine, cancer and penguins (``--fd-datasets``): on digits (74 one-hot
+outputs) one fit at an even smaller budget (10 trees, duplicate_K=2) took 350 s on the loaded
+machine, and the mixed table (about 80 outputs, one model per output because of its NaN) needs
+about 16,000 trees per fit, twice (flow for sampling, vp for imputation), per seed. The GMM's BIC
+grid is (1, 2, 3, 5, 8, 12, 20) components, (1, 5) on the large table.
 
 Imputation table: 20 % of the cells of (up to ``--impute-rows`` rows of) the holdout are removed at
 random (MCAR); every imputer is fitted on the training table and fills the holes: TabularDiffusion
@@ -46,15 +61,26 @@ random (MCAR); every imputer is fitted on the training table and fills the holes
 KNNImputer (on standardized numbers and ordinal category codes, rounded back) and a mean / mode
 fill. Scores: RMSE of the numeric cells on the training column's standard deviation (averaged over
 the columns), accuracy of the categorical cells, and for the multiple imputers the coverage of the
-90 % interval of the 10 draws (5th-95th percentile) on the numeric cells.
+90 % interval of the 10 draws (5th-95th percentile) on the numeric cells. With 10 draws even a
+perfectly calibrated imputer covers only about 76 % of continuous truths with that interval (the
+table prints the simulated value), so a 85-95 % coverage target needs more draws or a wider
+interval. Holdout categories the training table never shows are removed too (for every imputer,
+not scored): TabularDiffusion.impute raises on unseen values. Imputation is the slow part of
+TabularDiffusion here: 10 draws x 100 steps x 10 RePaint repeats = 10,000 network calls, about
+45 s for 100 rows, hence ``--impute-rows 100``.
 
 Large table (full runs, unless ``--skip-large``): the generated table at 100,000 rows x 50 columns,
 fit + sample time and peak memory of TabularDiffusion and of the cheapest peers (GMM, SMOTE), one
 seed.
 
-    OMP_NUM_THREADS=1 python benchmarks/tabular.py --seeds 3          # full run
-    OMP_NUM_THREADS=1 python benchmarks/tabular.py --quick            # smoke run (about 2-4 min)
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --seeds 2          # 60 min here (2 shared cores)
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py                    # 3 seeds: about 85 min
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --quick            # smoke run, about 4 min
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --quick --in-process   # about 2 min, no memory
     python benchmarks/tabular.py --datasets wine,penguins --methods TabularDiffusion,GMM --no-impute
+
+Wall times depend heavily on what else runs: on the shared 2-core machine the same 3000-step
+TabularDiffusion fit took 15 s or 95 s depending on the other jobs.
 
 Peers missing at import time are reported as "not installed". Every seed is fixed.
 """
@@ -446,7 +472,7 @@ def run_method(task: dict) -> dict:
             import torch
             torch.set_num_threads(1)
         if method == "TabularDiffusion":
-            from anydiff.tabular import TabularDiffusion  # noqa: F401
+            from anydiff.tabular import TabularDiffusion
         elif method in ("TVAE", "CTGAN"):
             import ctgan  # noqa: F401
         elif method.startswith("ForestDiffusion"):
@@ -462,7 +488,6 @@ def run_method(task: dict) -> dict:
             C = codec.codes(train)
             t0 = time.perf_counter()
             if method == "TabularDiffusion":
-                from anydiff.tabular import TabularDiffusion
                 model = TabularDiffusion(random_state=seed, device="cpu", **cfg.td_params).fit(train)
                 res["fit_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -841,7 +866,7 @@ def quality_table(name: str, per_seed: list[dict], cfg) -> None:
         print(table(f"{name}: {shape[0]} training rows x {shape[1]} columns, holdout of the same size; "
                     f"mean +- sd over {len(per_seed)} seeds",
                     ["method", "C2ST (0.5 best)", "column shapes", "pair trends",
-                     f"ML efficiency (macro F1, target {DATASETS[name][1]})",
+                     f"ML efficiency (macro F1; target column {DATASETS[name][1]!r})",
                      "DCR share closer to train", "exact copies (mean)", "missing-rate error, max (points)",
                      "fit s", "sample s", "peak MB (+ over imports)"], rows), flush=True)
 
@@ -956,8 +981,8 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="pairs scored by column_pair_trends on wide tables (default 500; 100 quick)")
     parser.add_argument("--fd-datasets", default=None,
-                        help="sets ForestDiffusion runs on (default wine,cancer,penguins: on digits and mixed "
-                             "one fit took over 10 minutes on this machine even at the reduced budget)")
+                        help="sets ForestDiffusion runs on (default wine,cancer,penguins: see the module notes "
+                             "on its cost)")
     parser.add_argument("--fd-n-t", type=int, default=None, help="ForestDiffusion noise levels (default 10; its own 50)")
     parser.add_argument("--fd-n-estimators", type=int, default=None,
                         help="ForestDiffusion trees per model (default 20; its own 100)")
