@@ -20,14 +20,17 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.fixture(scope="module")
-def gaussian_fit():
-    """A correlated 2-D Gaussian far from the origin, in odd units: what standardization is for."""
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def gaussian_fit(request):
+    """A correlated 2-D Gaussian far from the origin, in odd units: what standardization is for.
+    Fitted on the CPU and, where there is one, on a GPU (bf16 training, a CUDA graph): every test
+    of this fixture checks both against the same references."""
     rng = np.random.default_rng(0)
     cov = np.array([[4.0, 1.2], [1.2, 0.5]])
     X = rng.multivariate_normal([100.0, -3.0], cov, size=3000)
     est = VectorDiffusion(max_steps=800, batch_size=256, hidden=64, depth=2, learning_rate=3e-3,
-                          random_state=0).fit(X)
+                          device=request.param, random_state=0).fit(X)
+    assert est._device().type == request.param
     return est, X, cov
 
 

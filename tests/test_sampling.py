@@ -56,6 +56,22 @@ def test_sampler_reproduces_mixture(sampler, grid, kw, steps, tol):
     assert many < few, f"{sampler}: error did not shrink ({few:.3f} -> {many:.3f})"
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("sampler,grid,kw,steps,tol", CONVERGENCE, ids=[f"{c[0]}-{c[1]}" for c in CONVERGENCE])
+def test_sampler_reproduces_mixture_on_cuda(sampler, grid, kw, steps, tol):
+    """The same references on a GPU, with noise from a CUDA generator; and with a CPU generator
+    the GPU run draws the same noise as the CPU run, so both give the same samples up to float
+    rounding (the mixture's denoiser is smooth, so rounding does not grow along the path)."""
+    x = ad.sample(GM.model(SCHED), (20000, 2), schedule=SCHED, sampler=sampler, steps=steps[1], timesteps=grid,
+                  generator=torch.Generator("cuda").manual_seed(0), device="cuda", **kw)
+    assert x.device.type == "cuda"
+    assert distribution_error(x.cpu()) < tol
+    on_gpu = ad.sample(GM.model(SCHED), (2000, 2), schedule=SCHED, sampler=sampler, steps=steps[0], timesteps=grid,
+                       generator=torch.Generator().manual_seed(0), device="cuda", **kw)
+    torch.testing.assert_close(on_gpu.cpu(), run(sampler, steps[0], n=2000, timesteps=grid, **kw),
+                               rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("prediction", ["x0", "v", "score"])
 @pytest.mark.parametrize("sampler", ["ddim", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddpm"])
 def test_prediction_types_agree(sampler, prediction):

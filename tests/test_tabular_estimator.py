@@ -29,10 +29,13 @@ def known_table(n=1500, seed=0) -> pd.DataFrame:
                          "count": (1 + (group == "b")).astype(np.int64), "flag": group == "b"})
 
 
-@pytest.fixture(scope="module")
-def fitted():
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def fitted(request):
+    """The known table fitted on the CPU and, where there is one, on a GPU."""
     df = known_table()
-    est = TabularDiffusion(max_steps=600, hidden=64, depth=2, sampling_steps=25, random_state=0).fit(df)
+    est = TabularDiffusion(max_steps=600, hidden=64, depth=2, sampling_steps=25, device=request.param,
+                           random_state=0).fit(df)
+    assert est._device().type == request.param
     return est, df
 
 
