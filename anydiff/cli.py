@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -444,11 +446,42 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+class _InterruptWatch:
+    """Python's own Ctrl-C handling (raise KeyboardInterrupt), remembering that it happened: a
+    library may turn the KeyboardInterrupt into another error without chaining it (numpy does, when
+    interrupted while its C extension initialises). Installed only where Python's default handler
+    is in place (not where SIGINT is ignored or handled by the caller), and removed afterwards."""
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"anydiff: warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _InterruptWatch() as interrupt:
+        return _run(argv, interrupt)
+
+
+def _run(argv, interrupt: _InterruptWatch) -> int:
     command = "anydiff"
     try:
         parser = build_parser()
@@ -464,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except USER_ERRORS as exc:
-        if _caused_by_interrupt(exc):
+        if interrupt.seen or _caused_by_interrupt(exc):
             print(f"{command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -243,12 +243,13 @@ def wait_for_library(pid: int, name: str, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc to know what the process is doing")
-@pytest.mark.parametrize("library,delay", [("libtorch_cpu", 0.0), ("libtorch_cpu", 0.5), ("libtorch_cpu", 3.0)])
+@pytest.mark.parametrize("library,delay", [("_multiarray_umath", 0.0), ("libtorch_cpu", 0.0),
+                                           ("libtorch_cpu", 0.5), ("libtorch_cpu", 3.0)])
 def test_ctrl_c_at_any_moment(files, tmp_path, library, delay):
-    """Ctrl-C while torch loads, right after, and while training: one line, exit 130. (Before the
-    interpreter has run any of anydiff, a Ctrl-C is Python's own business. An interrupt inside
-    numpy's C-extension initialisation passed alone but failed once in a loaded full run; that
-    case is left out until its output is understood.)
+    """Ctrl-C while numpy's C extension initialises (numpy turns the KeyboardInterrupt into an
+    ImportError that does not chain it), while torch loads, right after, and while training: one
+    line, exit 130. (Before the interpreter has run any of anydiff, a Ctrl-C is Python's own
+    business.)
 
     Python may end the process by the signal itself (-SIGINT here, 130 in a shell) when the
     interrupt passed through code that a C extension ran (PyRun_*) while importing; both are an
@@ -286,6 +287,27 @@ def test_an_interrupt_wrapped_by_a_library_is_still_an_interrupt(monkeypatch, ca
     monkeypatch.setattr(cli, "cmd_samplers", interrupted_import)
     assert cli.main(["samplers"]) == 130
     assert capsys.readouterr().err == "anydiff samplers: interrupted\n"
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="SIGINT is handled by the test runner here")
+def test_an_interrupt_a_library_swallows_is_still_an_interrupt(monkeypatch, capsys):
+    """numpy, interrupted while its C extension initialises, raises an ImportError that carries
+    no trace of the KeyboardInterrupt: the command remembers the signal itself."""
+    import anydiff.cli as cli
+
+    def swallowing_import(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            pass
+        raise ImportError("IMPORTANT: PLEASE READ THIS FOR ADVICE ON HOW TO SOLVE THIS ISSUE!")
+
+    monkeypatch.setattr(cli, "cmd_samplers", swallowing_import)
+    assert cli.main(["samplers"]) == 130
+    assert capsys.readouterr().err == "anydiff samplers: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def test_a_model_saved_for_a_gpu_samples_on_the_cpu(files, tmp_path):
