@@ -114,12 +114,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_revision  # noqa: E402
 from tabular_data import DATASETS, make_mixed  # noqa: E402
 
-METHODS = ("TabularDiffusion", "GMM", "ForestDiffusion", "TVAE", "CTGAN", "SMOTE", "Real")
-PEERS = tuple(m for m in METHODS if m not in ("TabularDiffusion", "Real"))
+METHODS = ("TabularDiffusion", "TabularDiffusion-bits", "GMM", "ForestDiffusion", "TVAE", "CTGAN", "SMOTE", "Real")
+# ours: the default (one-hot up to 16 categories, analog bits above) and the alternative
+# representation measured beside it, analog bits for every categorical column (max_onehot=1)
+OURS = {"TabularDiffusion": {}, "TabularDiffusion-bits": {"max_onehot": 1}}
+PEERS = tuple(m for m in METHODS if m not in (*OURS, "Real"))
 IMPUTERS = ("TabularDiffusion", "ForestDiffusion", "IterativeImputer", "KNNImputer", "Mean/mode")
 LARGE_METHODS = ("TabularDiffusion", "GMM", "SMOTE")
 # the package each method needs (checked before running: a missing one is "not installed")
-REQUIRES = {"TabularDiffusion": ["anydiff", "torch"], "GMM": ["sklearn"],
+REQUIRES = {"TabularDiffusion": ["anydiff", "torch"], "TabularDiffusion-bits": ["anydiff", "torch"], "GMM": ["sklearn"],
             "ForestDiffusion": ["ForestDiffusion", "xgboost"], "TVAE": ["ctgan"], "CTGAN": ["ctgan"],
             "SMOTE": ["sklearn"], "Real": []}
 EPOCH = pd.Timestamp("1970-01-01")
@@ -468,10 +471,10 @@ def run_method(task: dict) -> dict:
     res = {"method": method, "status": "ok", "info": {}}
     try:
         from threadpoolctl import threadpool_limits
-        if method in ("TabularDiffusion", "TVAE", "CTGAN"):
+        if method in (*OURS, "TVAE", "CTGAN"):
             import torch
             torch.set_num_threads(1)
-        if method == "TabularDiffusion":
+        if method in OURS:
             from anydiff.tabular import TabularDiffusion
         elif method in ("TVAE", "CTGAN"):
             import ctgan  # noqa: F401
@@ -487,8 +490,9 @@ def run_method(task: dict) -> dict:
         with threadpool_limits(1):
             C = codec.codes(train)
             t0 = time.perf_counter()
-            if method == "TabularDiffusion":
-                model = TabularDiffusion(random_state=seed, device="cpu", **cfg.td_params).fit(train)
+            if method in OURS:
+                model = TabularDiffusion(random_state=seed, device="cpu", **{**cfg.td_params, **OURS[method]})
+                model.fit(train)
                 res["fit_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 synth = model.sample(n, random_state=seed + 1)
@@ -915,7 +919,7 @@ def report(results: dict, large: dict, cfg) -> None:
         for name, per_seed in results.items():
             runs = lambda m: [s["quality"][m] for s in per_seed if m in s["quality"]]  # noqa: E731
             c_td = agg(runs(td), "c2st")[0]
-            peer_c = {m: agg(runs(m), "c2st")[0] for m in cfg.methods if m not in (td, "Real")}
+            peer_c = {m: agg(runs(m), "c2st")[0] for m in cfg.methods if m not in (*OURS, "Real")}
             peer_c = {m: v for m, v in peer_c.items() if not math.isnan(v)}
             floor = agg(runs("Real"), "c2st")[0] if "Real" in cfg.methods else math.nan
             if math.isnan(c_td):

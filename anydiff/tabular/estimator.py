@@ -51,8 +51,12 @@ class TabularDiffusion(DiffusionEstimator):
         The residual MLP's width, number of blocks and dropout.
     fourier_features, fourier_scale : int, float, default=0, 0.5
         Periodic input features per encoded dimension (see :class:`anydiff.VectorDiffusion`).
-    prediction, schedule, n_timesteps, sampler, sampling_steps, timesteps, ema_decay,
-    reference_batch, device, random_state, verbose
+    sampling_steps : int, default=50
+        Sampler steps per table drawn (and the steps of ``impute``, each with 10 RePaint
+        repeats). On the generated 5000-row mixed table 50 steps gave C2ST 0.585 against 0.595 at
+        100, in half the time (one seed).
+    prediction, schedule, n_timesteps, sampler, timesteps, ema_decay, reference_batch, device,
+    random_state, verbose
         As for :class:`anydiff.VectorDiffusion`.
     clip : bool, default=True
         Clamp the model's estimate of the clean encoded data to the range seen in ``fit``.
@@ -87,7 +91,7 @@ class TabularDiffusion(DiffusionEstimator):
                  batch_size: int = 256, learning_rate: float = 2e-3, hidden: int = 256, depth: int = 3,
                  dropout: float = 0.0, fourier_features: int = 0, fourier_scale: float = 0.5,
                  prediction: str = "v", schedule: str = "cosine", n_timesteps: int = 1000,
-                 sampler: str = "dpmpp_2m_sde", sampling_steps: int = 100, clip: bool = True,
+                 sampler: str = "dpmpp_2m_sde", sampling_steps: int = 50, clip: bool = True,
                  timesteps: str = "logsnr", ema_decay: float = 0.999, reference_batch: int = 512,
                  device: str = "auto", random_state=None, verbose: bool = False):
         self.column_types = column_types
