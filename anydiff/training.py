@@ -82,8 +82,8 @@ class Trainer:
     mixed_precision : "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "no".
     cuda_graph : "auto" (on CUDA without DDP), True or False.
     compile : bool, default False. Compile the loss (the network's forward and backward and the
-        loss around it) with ``torch.compile``, which fuses elementwise work into far fewer
-        kernels; it combines with the CUDA graph. The first steps pay a one-off compilation (tens
+        loss around it) and the update (clipping, AdamW, EMA) with ``torch.compile``, which fuses
+        elementwise work into far fewer kernels; it combines with the CUDA graph. The first steps pay a one-off compilation (tens
         of seconds, a C++ / Triton toolchain needed), so it pays in long runs only.
     device : "auto", "cpu", "cuda", ... (under torchrun, CUDA rank r uses cuda:LOCAL_RANK).
     seed : int; the run is a function of it (and of the model's initial weights).
@@ -154,10 +154,15 @@ class Trainer:
         if self.world_size > 1:
             self.net = self._wrap_ddp(local_rank)
         self._loss = torch.compile(self._plain_loss) if compile else self._plain_loss
-        fused = dev.type == "cuda"
-        lr = torch.tensor(learning_rate, device=dev) if self.cuda_graph else learning_rate
+        self._update = torch.compile(self._plain_update) if compile else self._plain_update
+        # compiled, the optimizer is traced (its own fused kernel from the foreach code) and its
+        # learning rate a tensor (a float would recompile at every new value)
+        fused = dev.type == "cuda" and not compile
+        tensor_lr = self.cuda_graph or compile
+        lr = torch.tensor(learning_rate, device=dev) if tensor_lr else learning_rate
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
-                                           fused=fused or None, capturable=self.cuda_graph)
+                                           fused=fused or None, foreach=True if compile else None,
+                                           capturable=tensor_lr)
         self.generator = torch.Generator(device=dev).manual_seed(seed)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -261,10 +266,15 @@ class Trainer:
         loss = self._loss(x0, t, noise, cond, keep if cond is not None else None, mask)
         self.optimizer.zero_grad(set_to_none=self._graph is None and not self._capturing)
         loss.backward()
+        self._update(loss.detach())
+        return loss
+
+    def _plain_update(self, loss: Tensor) -> None:
+        """Clip, the optimizer step, the EMA with warm-up and the loss bookkeeping, all on the
+        device (so that they can live inside a CUDA graph, and be compiled into few kernels)."""
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
         self.optimizer.step()
-        # EMA with warm-up, computed on the device so that it can live inside a CUDA graph
         self._step_t += 1
         n = self._step_t.to(torch.float32)
         decay = torch.clamp((1 + n) / (10 + n), max=self.ema_decay)
@@ -273,10 +283,9 @@ class Trainer:
         torch._foreach_add_(ema, torch._foreach_mul([p.detach() for p in self.model.parameters()], 1 - decay))
         for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers()):
             b_ema.copy_(b)
-        finite = torch.isfinite(loss.detach())
+        finite = torch.isfinite(loss)
         self._bad_step.copy_(torch.where(finite | (self._bad_step >= 0), self._bad_step, self._step_t))
-        self._loss_sum += loss.detach().float()
-        return loss
+        self._loss_sum += loss.float()
 
     def _capture(self, warmup: int) -> int:
         """Warm up on a side stream (``warmup`` real steps, which initialise the optimizer's

@@ -133,6 +133,8 @@ def main() -> None:
                         help="also time the Trainer with compile=True (default: on CUDA only)")
     parser.add_argument("--profile", action="store_true",
                         help="print the profiler's tables of a few eager Trainer steps (MLP, compiled MLP, transformer)")
+    parser.add_argument("--configs", default="mlp1024,mlp4096,transformer",
+                        help="comma-separated rows of the table: mlp1024, mlp4096, transformer")
     parser.add_argument("--profile-only", action="store_true", help="the profiles without the table")
     args = parser.parse_args()
     args.profile = args.profile or args.profile_only
@@ -168,7 +170,8 @@ def main() -> None:
         print(f"| {name} | {base:.1f} | {rates[0]:.1f} | {rates[0] / base:.2f}x | {rates[1]:.1f} | "
               f"{rates[1] / base:.2f}x | {tflops} |", flush=True)
 
-    for batch in (1024, 4096) if not args.profile_only else ():
+    configs = set(args.configs.split(",")) if not args.profile_only else set()
+    for batch in (b for b in (1024, 4096) if f"mlp{b}" in configs):
         torch.manual_seed(0)
         base = plain_loop_steps_per_s(ResidualMLP(2, hidden=256, depth=4).to(device), X2, schedule, batch,
                                       steps, warmup, device)
@@ -179,7 +182,7 @@ def main() -> None:
     torch.manual_seed(0)
     net = Transformer(3, width=256, depth=6, heads=8)
     flops = 3 * transformer_flops(net, n_points) * n_sets
-    if not args.profile_only:
+    if "transformer" in configs:
         base = plain_loop_steps_per_s(net.to(device), clouds, schedule, n_sets, t_steps, warmup, device)
         row(f"transformer 6x256, 8 heads, {n_sets} sets x {n_points} points", base,
             ours(lambda: Transformer(3, width=256, depth=6, heads=8), clouds, n_sets, t_steps), flops)
