@@ -88,7 +88,13 @@ def test_impute_fills_only_missing_cells_given_the_row(fitted):
     assert (filled["group"][lost] == "a").mean() > 0.9  # they were a rows (count 1, flag False)
     many = est.impute(holes, n_imputations=3, random_state=0)
     assert len(many) == 3 and not many[0]["x"].equals(many[1]["x"])
-    pd.testing.assert_frame_equal(many[0], filled)  # the first of k is the single imputation
+    for draw in many:  # each draw keeps every observed cell, the index and the dtypes
+        assert draw.index.equals(holes.index) and draw.dtypes.equals(holes.dtypes) and draw.notna().all().all()
+        for j, c in enumerate(holes.columns):
+            pd.testing.assert_series_equal(draw[c][observed[:, j]], holes[c][observed[:, j]])
+    again = est.impute(holes, n_imputations=3, random_state=0)
+    for a, b in zip(many, again):
+        pd.testing.assert_frame_equal(a, b)
 
 
 def test_reproducible_and_saved_without_rows(fitted, tmp_path):
