@@ -70,7 +70,7 @@ class Trainer:
     time_sampling : "uniform" (continuous t) or "discrete" (t = k/T).
     batch_size : global batch (split evenly over DDP ranks).
     max_steps : optimizer steps of the whole run (a resumed run stops there too).
-    learning_rate, weight_decay, betas : AdamW (Loshchilov & Hutter 2019), fused on CUDA.
+    learning_rate, weight_decay, betas : AdamW (Loshchilov & Hutter 2019), fused on CUDA and CPU.
     warmup_steps : linear warm-up, then cosine decay to 0 at ``max_steps``.
     grad_clip : max global gradient norm (None: no clipping).
     ema_decay : EMA of the weights used for sampling, with the warm-up ``min(decay, (1+n)/(10+n))``.
@@ -157,7 +157,7 @@ class Trainer:
         self._update = torch.compile(self._plain_update) if compile else self._plain_update
         # compiled, the optimizer is traced (its own fused kernel from the foreach code) and its
         # learning rate a tensor (a float would recompile at every new value)
-        fused = dev.type == "cuda" and not compile
+        fused = dev.type in ("cuda", "cpu") and not compile  # the CPU's fused AdamW: 4x faster than its loop
         tensor_lr = self.cuda_graph or compile
         lr = torch.tensor(learning_rate, device=dev) if tensor_lr else learning_rate
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
