@@ -83,8 +83,9 @@ class Trainer:
     cuda_graph : "auto" (on CUDA without DDP), True or False.
     compile : bool, default False. Compile the loss (the network's forward and backward and the
         loss around it) and the update (clipping, AdamW, EMA) with ``torch.compile``, which fuses
-        elementwise work into far fewer kernels; it combines with the CUDA graph. The first steps pay a one-off compilation (tens
-        of seconds, a C++ / Triton toolchain needed), so it pays in long runs only.
+        elementwise work into far fewer kernels; it combines with the CUDA graph. The first steps
+        pay a one-off compilation (tens of seconds, a C++ / Triton toolchain needed), so it pays
+        in long runs only.
     device : "auto", "cpu", "cuda", ... (under torchrun, CUDA rank r uses cuda:LOCAL_RANK).
     seed : int; the run is a function of it (and of the model's initial weights).
     checkpoint_path, checkpoint_every, resume : a checkpoint written atomically every N steps
@@ -98,8 +99,8 @@ class Trainer:
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_steps: int = 100, grad_clip: float | None = 1.0, ema_decay: float = 0.999,
                  label_dropout: float = 0.1, reference_batch: int = 0, mixed_precision: str = "auto",
-                 cuda_graph="auto", compile: bool = False, device="auto", seed: int = 0, checkpoint_path: str | None = None,
-                 checkpoint_every: int | None = None, resume: bool = False, verbose: bool = True,
+                 cuda_graph="auto", compile: bool = False, device="auto", seed: int = 0,
+                 checkpoint_path: str | None = None, checkpoint_every: int | None = None, resume: bool = False, verbose: bool = True,
                  log_every: int = 100):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
