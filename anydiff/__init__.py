@@ -9,7 +9,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("datasets", "estimators", "io", "likelihood", "losses", "metrics", "nn", "oracles",
-               "parameterization", "plot", "process", "sampling", "schedules", "tabular", "timesteps", "training")
+               "parameterization", "plot", "points", "process", "sampling", "schedules", "tabular",
+               "timesteps", "training")
 _NAMES = {  # public name -> the submodule that defines it
     "Schedule": "schedules", "convert": "parameterization", "sample": "sampling", "encode": "sampling",
     "log_likelihood": "likelihood", "Trainer": "training", "VectorDiffusion": "estimators", "load": "io",
@@ -18,7 +19,7 @@ _NAMES = {  # public name -> the submodule that defines it
 
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
            "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer",
-           "VectorDiffusion", "TabularDiffusion", "tabular", "load", "__version__"]
+           "VectorDiffusion", "TabularDiffusion", "tabular", "points", "load", "__version__"]
 
 
 def __getattr__(name):

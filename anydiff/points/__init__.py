@@ -1,0 +1,13 @@
+"""Point clouds: procedural shapes, uniform sampling of meshes and generation metrics.
+
+* :func:`make_shapes` -- labelled procedural shapes ("ProcShapes", ``SHAPE_CLASSES``), points
+  uniform on each surface (``datasets/procshapes.md``).
+* :func:`sample_surface` -- points uniform on a user's mesh (needs trimesh:
+  ``pip install 'anydiff[points]'``, imported only when called).
+* :mod:`anydiff.points.metrics` -- Chamfer distance, EMD, MMD, COV and 1-NNA as in PointFlow
+  (Yang et al. 2019) and its successors.
+"""
+from . import metrics
+from .shapes import SHAPE_CLASSES, make_shapes, sample_surface
+
+__all__ = ["make_shapes", "sample_surface", "SHAPE_CLASSES", "metrics"]
