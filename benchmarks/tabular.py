@@ -44,7 +44,7 @@ Missing values, per method:
   dummies), which its imputation needs to see them at all, and so that new rows (the holdout to
   impute) get the training dummies.
 
-Budgets (one CPU thread): TabularDiffusion runs at its defaults (max_steps="auto": 150 passes, 300 to 1500 steps). TVAE gets 300 epochs,
+Budgets (one CPU thread): TabularDiffusion runs at its defaults (max_steps="auto": 150 passes, 300 to 3000 steps). TVAE gets 300 epochs,
 CTGAN 150 (about 1 s an epoch on the 5000-row table here). ForestDiffusion is very slow on one
 core (about 10 ms a tree; at its defaults, n_t=50 x 100 trees x one tree per output column, a fit
 on wine alone trains 80,000 trees): it runs with n_t=10, 20 trees, duplicate_K capped at
