@@ -14,12 +14,13 @@ _SUBMODULES = ("datasets", "estimators", "io", "likelihood", "losses", "metrics"
 _NAMES = {  # public name -> the submodule that defines it
     "Schedule": "schedules", "convert": "parameterization", "sample": "sampling", "encode": "sampling",
     "log_likelihood": "likelihood", "Trainer": "training", "VectorDiffusion": "estimators", "load": "io",
-    "TabularDiffusion": "tabular",
+    "TabularDiffusion": "tabular", "PointCloudDiffusion": "points",
 }
 
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
            "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer",
-           "VectorDiffusion", "TabularDiffusion", "tabular", "points", "load", "__version__"]
+           "VectorDiffusion", "TabularDiffusion", "PointCloudDiffusion", "tabular", "points", "load",
+           "__version__"]
 
 
 def __getattr__(name):

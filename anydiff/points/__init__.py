@@ -1,5 +1,7 @@
-"""Point clouds: procedural shapes, uniform sampling of meshes and generation metrics.
+"""Point clouds: a diffusion estimator, procedural shapes, uniform sampling of meshes and metrics.
 
+* :class:`PointCloudDiffusion` -- the estimator: ``fit`` clouds (optionally labelled), ``sample``
+  any number of points, ``complete`` partial scans.
 * :func:`make_shapes` -- labelled procedural shapes ("ProcShapes", ``SHAPE_CLASSES``), points
   uniform on each surface (``datasets/procshapes.md``).
 * :func:`sample_surface` -- points uniform on a user's mesh (needs trimesh:
@@ -8,6 +10,7 @@
   (Yang et al. 2019) and its successors.
 """
 from . import metrics
+from .estimator import PointCloudDiffusion
 from .shapes import SHAPE_CLASSES, make_shapes, sample_surface
 
-__all__ = ["make_shapes", "sample_surface", "SHAPE_CLASSES", "metrics"]
+__all__ = ["PointCloudDiffusion", "make_shapes", "sample_surface", "SHAPE_CLASSES", "metrics"]

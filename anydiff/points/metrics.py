@@ -51,7 +51,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 __all__ = ["chamfer_distance", "emd", "pairwise_distances", "mmd", "coverage", "one_nna",
-           "normalize_clouds", "generation_metrics"]
+           "cloud_stats", "normalize_clouds", "generation_metrics"]
 
 _METRICS = ("cd", "emd")
 _MODES = ("box", "sphere", "global")
@@ -330,6 +330,37 @@ def one_nna(D_rr, D_ss, D_rs) -> float:
 
 
 # -- normalization -----------------------------------------------------------------------------
+def cloud_stats(clouds, mode: str = "box", *, name: str = "clouds") -> np.ndarray:
+    """The centre and scale that :func:`normalize_clouds` uses, per cloud (one row for "global").
+
+    Parameters
+    ----------
+    clouds : list of float arrays ``(n_i, 3)`` (sizes may differ), already checked.
+    mode : "box", "sphere" or "global" (see :func:`normalize_clouds`).
+    name : the argument named in errors.
+
+    Returns
+    -------
+    ndarray, float64, ``(n, 4)`` (``(1, 4)`` for "global"): x, y, z of the centre, then the scale.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode={mode!r} must be one of {list(_MODES)}")
+    if mode == "global":
+        pts = np.concatenate([np.asarray(c, dtype=np.float64) for c in clouds])
+        centre = pts.mean(axis=0)
+        rows = [np.r_[centre, np.sqrt(((pts - centre) ** 2).mean())]]
+    elif mode == "box":
+        rows = [np.r_[(c.min(0) + c.max(0)) / 2, ((c.max(0) - c.min(0)) / 2).max()] for c in clouds]
+    else:
+        rows = [np.r_[c.mean(0), np.linalg.norm(c - c.mean(0), axis=1).max()] for c in clouds]
+    stats = np.asarray(rows, dtype=np.float64)
+    flat = np.flatnonzero(~(stats[:, 3] > 0))
+    if flat.size:
+        raise ValueError(f"{name} has no extent (all points equal) in cloud(s) {flat[:5].tolist()}; such clouds "
+                         "cannot be normalized: remove them")
+    return stats
+
+
 def normalize_clouds(clouds, mode: str = "box", *, reference=None) -> np.ndarray:
     """Translate and scale clouds, as evaluation protocols do before computing the metrics.
 
@@ -362,22 +393,11 @@ def normalize_clouds(clouds, mode: str = "box", *, reference=None) -> np.ndarray
         raise ValueError(f"reference is used only by mode='global', not mode={mode!r}; drop it")
     if mode == "global":
         ref = x if reference is None else _as_clouds(reference, "reference")[0]
-        pts = ref.reshape(-1, 3)
-        centre = pts.mean(axis=0)
-        scale = np.full((len(x), 1, 1), np.sqrt(((pts - centre) ** 2).mean()))
-        centre = np.broadcast_to(centre, (len(x), 1, 3))
-    elif mode == "box":
-        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
-        centre = (lo + hi) / 2
-        scale = ((hi - lo) / 2).max(axis=2, keepdims=True)
+        stats = cloud_stats(list(ref), "global", name="reference" if reference is not None else "clouds")
+        stats = np.broadcast_to(stats, (len(x), 4))
     else:
-        centre = x.mean(axis=1, keepdims=True)
-        scale = np.linalg.norm(x - centre, axis=2).max(axis=1)[:, None, None]
-    flat = np.flatnonzero(scale.reshape(-1) <= 0)
-    if flat.size:
-        what = "reference" if mode == "global" and reference is not None else "clouds"
-        raise ValueError(f"{what} has no extent (all points equal) in cloud(s) {flat[:5].tolist()}; "
-                         "such clouds cannot be normalized: remove them")
+        stats = cloud_stats(list(x), mode, name="clouds")
+    centre, scale = stats[:, None, :3], stats[:, 3, None, None]
     out = (x - centre) / scale
     return out[0] if single else out
 
