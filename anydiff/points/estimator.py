@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils import as_generator
 from ..estimators import DiffusionEstimator, _seed_from
 from ..nn import Transformer
+from ..nn._checks import check_positive_int
 from .metrics import cloud_stats
 
 __all__ = ["PointCloudDiffusion"]
@@ -30,12 +31,6 @@ _MODES = ("box", "sphere", "global")
 
 
 # -- validation ---------------------------------------------------------------------------------
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return int(value)
-
-
 def _as_cloud(c, name: str) -> np.ndarray:
     """One cloud ``(n_i, 3)`` as float64, checked."""
     if torch.is_tensor(c):
@@ -324,9 +319,9 @@ class PointCloudDiffusion(DiffusionEstimator):
         ndarray, shape (n_clouds, n_points, 3), float64.
         """
         check_is_fitted(self)
-        n_clouds = _positive_int(n_clouds, "n_clouds")
-        n_points = _positive_int(n_points, "n_points")
-        chunk_size = _positive_int(chunk_size, "chunk_size")
+        n_clouds = check_positive_int(n_clouds, "n_clouds")
+        n_points = check_positive_int(n_points, "n_points")
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
         gen = as_generator(random_state, self._device())
         with self._call(n_points):
             Z = self._generate(n_clouds, y=y, guidance_scale=guidance_scale, random_state=gen,
@@ -366,7 +361,7 @@ class PointCloudDiffusion(DiffusionEstimator):
         ``partial``: the first m points are the observed points, exactly; the rest are generated.
         """
         check_is_fitted(self)
-        n_points = _positive_int(n_points, "n_points")
+        n_points = check_positive_int(n_points, "n_points")
         scans, single = _as_clouds(partial, "partial", min_points=1)
         largest = max(len(s) for s in scans)
         if largest >= n_points:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import _balanced_labels, as_rng
+from ..nn._checks import check_positive_int
 
 __all__ = ["SHAPE_CLASSES", "make_shapes", "sample_surface"]
 
@@ -316,12 +317,6 @@ def _sample_shape(name: str, n_points: int, rng: np.random.Generator, *, rotate:
 
 
 # -- argument checks ----------------------------------------------------------------------------
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer (1 or more)")
-    return int(value)
-
-
 def _rng(random_state) -> np.random.Generator:
     """:func:`anydiff.datasets.as_rng`, also accepting a legacy ``numpy.random.RandomState`` (one
     seed is drawn from it, which advances it)."""
@@ -385,8 +380,8 @@ def make_shapes(n_shapes: int, *, n_points: int = 2048, classes: Sequence[str] |
     >>> X.shape, sorted(set(y.tolist()))
     ((20, 512, 3), ['chair', 'table'])
     """
-    n_shapes = _positive_int(n_shapes, "n_shapes")
-    n_points = _positive_int(n_points, "n_points")
+    n_shapes = check_positive_int(n_shapes, "n_shapes")
+    n_points = check_positive_int(n_points, "n_points")
     names = _check_classes(classes)
     if isinstance(anisotropy, bool) or not isinstance(anisotropy, numbers.Real) or not 0 <= anisotropy < 1:
         raise ValueError(f"anisotropy={anisotropy!r} must be a number in [0, 1)")
@@ -420,7 +415,7 @@ def sample_surface(mesh, n_points: int, random_state=None) -> np.ndarray:
         import trimesh
     except ImportError as err:
         raise ImportError("sample_surface needs trimesh: pip install 'anydiff[points]'") from err
-    n_points = _positive_int(n_points, "n_points")
+    n_points = check_positive_int(n_points, "n_points")
     rng = _rng(random_state)
     if isinstance(mesh, (str, Path)):
         path = Path(mesh)
