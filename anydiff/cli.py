@@ -1,10 +1,13 @@
-"""The ``anydiff`` command: ``demo``, ``samplers``, ``fit``, ``sample``, ``score``, ``impute``.
+"""The ``anydiff`` command: ``demo``, ``samplers``, ``fit``, ``sample``, ``score``, ``impute``, ``complete``.
 
 Data files are ``.csv``, ``.npy`` or ``.parquet`` (:mod:`anydiff.datafiles`: strict reading,
 all-or-nothing writing, observed cells written back as they were read). A table with text
 columns (or ``fit --tabular``) gets a :class:`~anydiff.tabular.TabularDiffusion`, a numeric one a
-:class:`~anydiff.VectorDiffusion`. Output paths are checked before any work. Errors and warnings are one line on stderr, never a traceback; exit status 1 for an error,
-2 for a usage error, 130 for Ctrl-C. Training also runs data-parallel under
+:class:`~anydiff.VectorDiffusion`. Point clouds (a ``.npz``, or a ``.npy`` of shape (n_clouds,
+n_points, 3); :mod:`anydiff.points.files`) get a :class:`~anydiff.PointCloudDiffusion`, which
+``sample`` draws and ``complete`` completes partial scans with. Output paths are checked before
+any work. Errors and warnings are one line on stderr, never a traceback; exit status 1 for an
+error, 2 for a usage error, 130 for Ctrl-C. Training also runs data-parallel under
 ``torchrun --nproc_per_node=N -m anydiff fit ...``; only rank 0 writes the model.
 
 Only the standard library is imported at start, so that Ctrl-C is handled from the first moment.
@@ -53,6 +56,10 @@ def load_model(path: str):
 
 def is_tabular(est) -> bool:
     return hasattr(est, "encoder_")
+
+
+def is_points(est) -> bool:
+    return hasattr(est, "train_points_")
 
 
 def model_input(est, table, path: str):
@@ -104,6 +111,11 @@ TABULAR_HELP = {  # the parameters only TabularDiffusion has
     "max_onehot": "categories up to which a column is one-hot encoded (above: analog bits)",
     "column_types": "column kinds that override the types read from the file, e.g. zip=categorical,age=integer",
 }
+POINTS_HELP = {  # the parameters only PointCloudDiffusion has
+    "normalize": "how clouds are scaled: box, sphere or global",
+    "train_points": "points per cloud in training (default: the smallest cloud's, at most 512)",
+    "heads": "attention heads (must divide --hidden)",
+}
 
 
 def column_types(text: str) -> dict:
@@ -117,29 +129,40 @@ def cmd_fit(args) -> None:
     from ._utils import check_output_path
     from .datafiles import read_labels, read_table
     from .estimators import VectorDiffusion
+    from .points.files import is_cloud_file, read_clouds
 
     check_output_path(args.output)
-    table = read_table(args.data, allow_text=True, typed=args.tabular)
-    tabular = args.tabular or table.values is None
+    clouds, tabular = is_cloud_file(args.data), False
+    if clouds:
+        from .points import PointCloudDiffusion
+
+        if args.tabular:
+            raise CLIError(f"--tabular is for tables; {args.data} holds point clouds")
+        cls, kind = PointCloudDiffusion, "point clouds (PointCloudDiffusion)"
+        X, labels = read_clouds(args.data, labels_path=args.labels)
+    else:
+        table = read_table(args.data, allow_text=True, typed=args.tabular)
+        tabular = args.tabular or table.values is None
     if tabular:
         from .tabular import TabularDiffusion
 
-        cls, X = TabularDiffusion, table.as_frame()
+        cls, X, kind = TabularDiffusion, table.as_frame(), "a table with text columns (TabularDiffusion)"
         if args.labels:
             raise CLIError("a table takes no --labels: keep the labels as a column, and draw a class with "
                            "`anydiff sample MODEL --condition COLUMN=VALUE`")
-    else:
-        cls, X = VectorDiffusion, table.values
+    elif not clouds:
+        cls, X, kind = VectorDiffusion, table.values, "a numeric table (VectorDiffusion)"
         if table.header is not None:
             import pandas as pd
 
             X = pd.DataFrame(X, columns=table.header)
-    params = {k: getattr(args, k) for k in {**ESTIMATOR_HELP, **TABULAR_HELP} if getattr(args, k) is not None}
+    params = {k: getattr(args, k) for k in {**ESTIMATOR_HELP, **TABULAR_HELP, **POINTS_HELP}
+              if getattr(args, k) is not None}
     foreign = sorted(set(params) - set(cls().get_params()))
     if foreign:
-        kind = "a table with text columns (TabularDiffusion)" if tabular else "a numeric table (VectorDiffusion)"
         raise CLIError(f"{', '.join('--' + k.replace('_', '-') for k in foreign)}: not an option for {kind}")
-    labels = read_labels(args.labels) if args.labels else None
+    if not clouds:
+        labels = read_labels(args.labels) if args.labels else None
     est = cls(random_state=args.seed, verbose=not args.quiet, **params)
     start = time.perf_counter()
     if tabular:
@@ -148,7 +171,8 @@ def cmd_fit(args) -> None:
         est.fit(X, labels)
     if int(os.environ.get("RANK", "0")) == 0:
         est.save(args.output)
-        print(f"trained a {cls.__name__} on {len(X)} rows x {X.shape[1]} columns in "
+        size = f"{len(X)} clouds" if clouds else f"{len(X)} rows x {X.shape[1]} columns"
+        print(f"trained a {cls.__name__} on {size} in "
               f"{time.perf_counter() - start:.1f} s; final loss {est.loss_curve_[-1]:.4f}; wrote {args.output}")
 
 
@@ -196,15 +220,25 @@ def _conditions(est, pairs: list[str]) -> dict:
 
 def cmd_sample(args) -> None:
     from .datafiles import check_output, write_table
+    from .points.files import check_cloud_output, write_clouds
 
-    check_output(args.output)
     est = load_model(args.model)
+    (check_cloud_output if is_points(est) else check_output)(args.output)
+    if args.n_points is not None and not is_points(est):
+        raise CLIError(f"--n-points is for point-cloud models; {args.model} holds a {type(est).__name__}")
     if args.sampler is not None:
         est.set_params(sampler=args.sampler)
     if args.steps is not None:
         est.set_params(sampling_steps=args.steps)
     est._validate_params()
-    if is_tabular(est):
+    if is_points(est):
+        if args.condition:
+            raise CLIError("--condition is for models of tables; a PointCloudDiffusion takes --label")
+        label = _label(est, args.label)
+        x = est.sample(args.n, n_points=args.n_points or 2048, y=label, guidance_scale=args.guidance_scale,
+                       random_state=args.seed)
+        write_clouds(args.output, x, labels=None if label is None else [label] * args.n)
+    elif is_tabular(est):
         if args.label is not None or args.guidance_scale is not None:
             raise CLIError("--label and --guidance-scale are for VectorDiffusion models; a table's model "
                            "takes --condition COLUMN=VALUE")
@@ -243,12 +277,32 @@ def cmd_impute(args) -> None:
 
     check_output(args.output)
     est = load_model(args.model)
+    if is_points(est):
+        raise CLIError(f"{args.model} holds a PointCloudDiffusion; complete partial clouds with "
+                       "`anydiff complete MODEL PARTIAL.npy -o OUT.npy`")
     table = read_table(args.data, typed=is_tabular(est))
     X = model_input(est, table, args.data)
     filled = est.impute(X, random_state=args.seed)
     write_table(args.output, filled, source=table)
     print(f"filled {int(np.sum(X.isna().to_numpy() if hasattr(X, 'isna') else np.isnan(X)))} missing entries; "
           f"wrote {args.output}")
+
+
+def cmd_complete(args) -> None:
+    from .points.files import check_cloud_output, read_clouds, write_clouds
+
+    check_cloud_output(args.output)
+    est = load_model(args.model)
+    if not is_points(est):
+        raise CLIError(f"{args.model} holds a {type(est).__name__}; complete needs a PointCloudDiffusion model "
+                       "(to fill the gaps of a table: `anydiff impute`)")
+    scans, labels = read_clouds(args.data, min_points=1, single=True)
+    if labels is not None:
+        warnings.warn(f"{args.data}: 'labels' is not used; completion is not class-conditional")
+    out = est.complete(scans, n_points=args.n_points, resample=args.resample, steps=args.steps,
+                       random_state=args.seed)
+    write_clouds(args.output, out)
+    print(f"completed {1 if out.ndim == 2 else len(out)} cloud(s) to {args.n_points} points; wrote {args.output}")
 
 
 def cmd_samplers(args) -> None:
@@ -358,12 +412,17 @@ def write_figure(path: str, samples: dict, reference) -> None:
 def add_estimator_options(parser: argparse.ArgumentParser) -> None:
     """One option per estimator parameter, typed and defaulted from the estimators themselves."""
     from .estimators import VectorDiffusion
+    from .points import PointCloudDiffusion
     from .tabular import TabularDiffusion
 
     vector, table = VectorDiffusion().get_params(), TabularDiffusion().get_params()
-    for name, text in {**ESTIMATOR_HELP, **TABULAR_HELP}.items():
+    points = PointCloudDiffusion().get_params()
+    for name, text in {**ESTIMATOR_HELP, **TABULAR_HELP, **POINTS_HELP}.items():
         default = vector.get(name, table.get(name))
-        if name in vector and name in table and table[name] != vector[name]:
+        if name in POINTS_HELP:
+            default = points[name]
+            text = f"{text} (point clouds only{'' if default is None else f'; default: {default}'})"
+        elif name in vector and name in table and table[name] != vector[name]:
             text = f"{text} (default: {default}; tables: {table[name]})"
         elif name not in vector:
             text = f"{text} (tables only; default: {default})"
@@ -376,8 +435,14 @@ def add_estimator_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif name == "column_types":
             parser.add_argument(flag, dest=name, type=column_types, default=None, help=text)
+        elif default is None:  # train_points
+            parser.add_argument(flag, dest=name, type=positive_int, default=None, help=text)
         else:
             parser.add_argument(flag, dest=name, type=type(default), default=None, help=text)
+    own = ", ".join(f"{k}={v}" for k, v in points.items() if k in vector and k in ESTIMATOR_HELP and v != vector[k])
+    parser.epilog = (f"Point clouds (a .npz, or a .npy of shape (n_clouds, n_points, 3)) get a PointCloudDiffusion; "
+                     f"its defaults differ: {own}; it has no "
+                     + " or ".join("--" + k.replace("_", "-") for k in ESTIMATOR_HELP if k not in points) + ".")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,11 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_samplers)
 
     p = sub.add_parser("fit", help="train a model on a data file (a table with text columns: TabularDiffusion)")
-    p.add_argument("data", help="training data, .csv, .npy or .parquet, one row per sample")
+    p.add_argument("data", help="training data, .csv, .npy or .parquet, one row per sample; or point clouds, "
+                                ".npy (n_clouds, n_points, 3) or .npz (one (n_i, 3) array per cloud, optional "
+                                "'labels')")
     p.add_argument("--tabular", action="store_true",
                    help="fit a TabularDiffusion even if every column holds numbers (integer columns stay integers)")
     p.add_argument("-o", "--output", required=True, help="model file to write")
-    p.add_argument("--labels", help="class labels, .csv or .npy with one value per row (conditional model)")
+    p.add_argument("--labels", help="class labels, .csv or .npy with one value per row or cloud (conditional model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_estimator_options(p)
@@ -409,8 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a model file")
     p.add_argument("model")
     p.add_argument("-n", type=positive_int, required=True, help="number of samples")
-    p.add_argument("-o", "--output", required=True, help=".csv, .npy or .parquet to write")
+    p.add_argument("-o", "--output", required=True, help=".csv, .npy or .parquet to write (point clouds: .npy "
+                                                         "or .npz)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--n-points", type=positive_int, default=None, help="points per cloud (point clouds; default 2048)")
     p.add_argument("--sampler", default=None)
     p.add_argument("--steps", type=positive_int, default=None)
     p.add_argument("--label", default=None, help="class to sample (conditional models)")
@@ -431,6 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".csv, .npy or .parquet to write")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_impute)
+
+    p = sub.add_parser("complete", help="complete partial point clouds with a PointCloudDiffusion model")
+    p.add_argument("model")
+    p.add_argument("data", help="observed points: .npy (m, 3) or (k, m, 3), or .npz with one (m_i, 3) array per scan")
+    p.add_argument("-o", "--output", required=True, help=".npy or .npz to write: the observed points first, exactly")
+    p.add_argument("--n-points", type=positive_int, default=2048, help="points per completed cloud (default 2048)")
+    p.add_argument("--resample", type=positive_int, default=10, help="RePaint repeats per step (default 10)")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the model's, at least 50)")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_complete)
     return parser
 
 

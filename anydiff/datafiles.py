@@ -196,7 +196,7 @@ def _text_frame(path: str, header: list[str], rows: list[tuple[int, list[str]]])
 def _load_npy(path: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise ValueError(f"{path}: cannot read it as a numpy array file ({str(exc).splitlines()[0]})") from exc
 
 

@@ -472,3 +472,12 @@ def test_tabular_flag_keeps_integer_columns_integers(tmp_path):
     for line in (tmp_path / "s.csv").read_text().splitlines()[1:]:
         count, value = line.split(",")
         assert count.isdigit() and len(value.split(".")[-1]) <= 3  # integers, and the data's 3 decimals
+
+
+def test_an_empty_npy_file_is_a_value_error_naming_it(tmp_path):
+    """numpy raises EOFError on a zero-byte .npy; every command reads it through read_table."""
+    from anydiff.datafiles import read_table
+
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.npy: cannot read it as a numpy array file"):
+        read_table(str(tmp_path / "empty.npy"))
