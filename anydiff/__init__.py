@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("datasets", "estimators", "io", "likelihood", "losses", "metrics", "nn", "oracles",
+_SUBMODULES = ("datasets", "estimators", "io", "latent", "likelihood", "losses", "metrics", "nn", "oracles",
                "parameterization", "plot", "points", "process", "sampling", "schedules", "tabular",
                "timesteps", "training")
 _NAMES = {  # public name -> the submodule that defines it

@@ -299,3 +299,120 @@ def test_unfitted_model_raises():
         ad.PointCloudDiffusion().sample(1, n_points=8)
     with pytest.raises(NotFittedError):
         ad.PointCloudDiffusion().complete(GOOD[0], n_points=32)
+
+
+# -- architecture="latent" -------------------------------------------------------------------------
+LATENT = dict(architecture="latent", latent_dim=8, hidden=32, depth=2, batch_size=16, learning_rate=3e-3,
+              sampling_steps=20, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def latent_blobs():
+    """The two blob classes of ``blob_model`` (x = -3 "left", x = +3 "right"), latent architecture."""
+    rng = np.random.default_rng(1)
+    y = np.array(["left", "right"] * 16)
+    X = rng.normal(size=(32, 64, 3)) * 0.5
+    X[:, :, 0] += np.where(y == "left", -3.0, 3.0)[:, None]
+    model = ad.PointCloudDiffusion(normalize="global", max_steps=200, train_points=32, random_state=0,
+                                   **LATENT).fit(X, y)
+    return model, X, y
+
+
+def test_latent_model_pieces_and_permutations(latent_blobs):
+    from anydiff.latent import LatentDiffusion
+
+    model = latent_blobs[0]
+    net = model.model_
+    assert isinstance(net, LatentDiffusion) and net.latent_dim == 8 and net.num_classes == 2
+    assert len(model.loss_curve_) == 2 and len(model.prior_loss_curve_) == 2  # 200 steps, logged every 100
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 50, 3, generator=g)
+    perm = torch.randperm(50, generator=g)
+    torch.testing.assert_close(net.encode(x[:, perm]), net.encode(x), rtol=0, atol=1e-6)
+    z, t = net.encode(x), torch.tensor([0.1, 0.5, 0.9])
+    out = net.denoise(x, t, z)
+    assert out.abs().max() > 0
+    torch.testing.assert_close(net.denoise(x[:, perm], t, z), out[:, perm])
+
+
+def test_latent_sample_shapes_units_and_classes(latent_blobs):
+    model, X, _ = latent_blobs
+    left = model.sample(3, n_points=100, y="left", random_state=0)
+    right = model.sample(3, n_points=30, y="right", guidance_scale=2.0, random_state=0)
+    assert left.shape == (3, 100, 3) and right.shape == (3, 30, 3) and left.dtype == np.float64
+    assert np.all(left.mean(axis=1)[:, 0] < -2.0) and np.all(right.mean(axis=1)[:, 0] > 2.0)
+    spread = left.std(axis=1).mean()  # training: 0.5 per axis
+    assert 0.3 < spread < 0.7, spread
+    both = model.sample(4, n_points=16, random_state=1)  # unconditional: from the prior's null class
+    assert both.shape == (4, 16, 3) and np.isfinite(both).all()
+    np.testing.assert_array_equal(model.sample(2, n_points=16, y="left", random_state=3),
+                                  model.sample(2, n_points=16, y="left", random_state=3))
+    with pytest.raises(ValueError, match="guidance_scale needs y"):
+        model.sample(1, n_points=8, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="labels not seen"):
+        model.sample(1, n_points=8, y="middle")
+
+
+def test_latent_complete_keeps_observed_points(latent_blobs):
+    model, X, _ = latent_blobs
+    scans = [X[0, :20], X[1, :10]]  # a left and a right blob
+    out = model.complete(scans, n_points=40, steps=10, random_state=0)
+    assert out.shape == (2, 40, 3) and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[0, :20], scans[0])
+    np.testing.assert_array_equal(out[1, :10], scans[1])
+    assert out[0, 20:, 0].mean() < -2.0 and out[1, 10:, 0].mean() > 2.0  # the scan's shape, through its latent
+    one = model.complete(X[2, :5], n_points=12, steps=5, random_state=4)
+    assert one.shape == (12, 3)
+    np.testing.assert_array_equal(one, model.complete(X[2, :5], n_points=12, steps=5, random_state=4))
+
+
+def test_latent_fit_is_reproducible_per_shape():
+    X = [spheres(1, n, seed=n)[0] for n in (40, 48, 56, 64)]
+    fit = lambda: ad.PointCloudDiffusion(max_steps=5, random_state=3, **LATENT).fit(X)  # noqa: E731
+    a, b = fit(), fit()
+    assert a.train_points_ == 40
+    np.testing.assert_array_equal(a.sample(2, n_points=24, random_state=0), b.sample(2, n_points=24, random_state=0))
+    S = a.sample(3, n_points=24, random_state=0)
+    # "box": clipped to the normalized range, mapped through a training cloud's centre and scale
+    c, sc = a.stats_[:, None, None, :3], a.stats_[:, None, None, 3:]
+    inside = ((S[None] >= c + sc * (a.z_min_ - 1e-6)) & (S[None] <= c + sc * (a.z_max_ + 1e-6))).all(axis=(2, 3))
+    assert inside.any(axis=0).all()
+
+
+def test_latent_save_load_round_trip(latent_blobs, tmp_path):
+    from safetensors import safe_open
+
+    model, X, _ = latent_blobs
+    path = tmp_path / "latent.anydiff"
+    model.save(path)
+    loaded = ad.load(path)
+    assert loaded.architecture == "latent" and loaded.prior_loss_curve_ == model.prior_loss_curve_
+    np.testing.assert_array_equal(loaded.sample(2, n_points=20, y="right", guidance_scale=1.5, random_state=5),
+                                  model.sample(2, n_points=20, y="right", guidance_scale=1.5, random_state=5))
+    np.testing.assert_array_equal(loaded.complete(X[0, :10], n_points=16, steps=5, random_state=0),
+                                  model.complete(X[0, :10], n_points=16, steps=5, random_state=0))
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    for part in ("model.encoder.", "model.decoder.", "model.prior.", "model.latent_mean", "model.latent_scale"):
+        assert any(k.startswith(part) for k in keys), part
+    raw = path.read_bytes()
+    for p in X[:4, :4].reshape(-1, 3):  # no training coordinate
+        for dtype in (np.float64, np.float32):
+            assert p.astype(dtype).tobytes() not in raw
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(architecture="pointnet"), "architecture"),
+    (dict(architecture="latent", latent_dim=0), "latent_dim"),
+    (dict(architecture="latent", latent_dim=2.5), "latent_dim"),
+    (dict(architecture="latent", kl_weight=-1e-3), "kl_weight"),
+    (dict(architecture="latent", hidden=0), "hidden"),
+])
+def test_latent_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        ad.PointCloudDiffusion(max_steps=1, device="cpu", **params).fit(GOOD)
+
+
+def test_latent_ignores_heads():
+    model = ad.PointCloudDiffusion(max_steps=1, **{**LATENT, "heads": 3}).fit(GOOD)  # 3 does not divide 32
+    assert model.sample(1, n_points=5, random_state=0).shape == (1, 5, 3)

@@ -1,11 +1,20 @@
 """PointCloudDiffusion: a diffusion model of 3-D point clouds behind ``fit`` / ``sample`` / ``complete``.
 
 The adapter normalizes each cloud (or the whole set) to a standard position and scale, brings the
-clouds to one training size by random subsampling and trains a set transformer
-(:class:`anydiff.nn.Transformer` without positional information: one token per point, time and
-class through adaptive LayerNorm) with the estimator base's training run. The network is
-permutation-equivariant over points, so a model trained on P points samples any number of points.
-Shape completion is inpainting (RePaint) with the observed points as known tokens.
+clouds to one training size by random subsampling and trains one of two architectures:
+
+* ``"transformer"``: a set transformer (:class:`anydiff.nn.Transformer` without positional
+  information: one token per point, time and class through adaptive LayerNorm) with the
+  estimator base's training run. Shape completion is inpainting (RePaint) with the observed
+  points as known tokens.
+* ``"latent"``: latent diffusion (:class:`anydiff.latent.LatentDiffusion`; DPM, Luo & Hu 2021;
+  LION, Zeng et al. 2022): a PointNet encoder maps a cloud to a shape latent, a pointwise
+  residual-MLP denoiser generates points independently given the latent, and a second diffusion
+  model over the latents (class-conditional with ``y``) generates new shapes. Shape completion
+  encodes the partial scan and samples the missing points given its latent.
+
+Both are permutation-equivariant over points, so a model trained on P points samples any
+number of points.
 """
 from __future__ import annotations
 
@@ -19,7 +28,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils import as_generator
-from ..estimators import DiffusionEstimator, _seed_from
+from ..estimators import _SCHEDULES, DiffusionEstimator, _seed_from
+from ..latent import LatentDiffusion
 from ..nn import Transformer
 from ..nn._checks import check_positive_int
 from .metrics import cloud_stats
@@ -28,6 +38,7 @@ __all__ = ["PointCloudDiffusion"]
 
 MAX_TRAIN_POINTS = 512  # train_points=None: the smallest cloud's size, at most this (a CPU budget)
 _MODES = ("box", "sphere", "global")
+ARCHITECTURES = ("transformer", "latent")
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -83,13 +94,39 @@ def _as_clouds(X, name: str, *, min_points: int) -> tuple[list[np.ndarray], bool
 class PointCloudDiffusion(DiffusionEstimator):
     """A diffusion model of 3-D point clouds (shapes), optionally class-conditional.
 
-    Each point is a token of a DiT-style set transformer (:class:`anydiff.nn.Transformer` with no
-    positional encoding; Peebles & Xie 2023, Lee et al. 2019): the denoiser is
-    permutation-equivariant over points, so it is trained on ``train_points`` points per cloud
-    and samples any number of points.
+    With ``architecture="transformer"`` each point is a token of a DiT-style set transformer
+    (:class:`anydiff.nn.Transformer` with no positional encoding; Peebles & Xie 2023, Lee et al.
+    2019): the denoiser is permutation-equivariant over points, so it is trained on
+    ``train_points`` points per cloud and samples any number of points. With
+    ``architecture="latent"`` the model is a latent diffusion model
+    (:class:`anydiff.latent.LatentDiffusion`): an encoder, a pointwise decoder and a prior over
+    shape latents (see ``architecture``).
 
     Parameters
     ----------
+    architecture : {"transformer", "latent"}, default="transformer"
+        The denoiser.
+
+        * ``"transformer"`` -- the set transformer above; attention over the points of a cloud.
+        * ``"latent"`` -- DPM (Luo & Hu 2021) / LION (Zeng et al. 2022) style latent diffusion: a
+          PointNet encoder (a shared per-point MLP of width ``hidden``, max and mean pooling, a
+          variational head) maps a cloud to a shape latent of ``latent_dim`` numbers; a residual
+          MLP (``hidden`` x ``depth``) denoises every point independently given the latent;
+          both are trained jointly (``max_steps`` steps) on the points' denoising loss plus
+          ``kl_weight`` times the posterior's KL divergence from N(0, I). Then a second residual
+          MLP of the same size, the prior, is trained (``max_steps`` steps again, cheap: one
+          vector per cloud) on the standardized posterior means of the training clouds,
+          class-conditional with ``y`` (label dropout, guidance as for the transformer).
+          Sampling draws latents from the prior, then points from the decoder. The cost is
+          linear in the points (no attention). With the defaults (hidden 128, depth 4,
+          latent_dim 128) it has 0.75 M parameters: encoder 0.08 M, decoder 0.33 M, prior
+          0.33 M (the transformer: 1.25 M).
+    latent_dim : int, default=128
+        ``architecture="latent"`` only: the width of the shape latent.
+    kl_weight : float, default=1e-3
+        ``architecture="latent"`` only: the weight of the KL term per cloud against the mean
+        squared denoising error per coordinate; it keeps the latent space smooth for the prior
+        (0: a plain autoencoder, still with posterior noise in training).
     normalize : {"box", "sphere", "global"}, default="box"
         How clouds are put into the model's coordinates (the definitions of
         :func:`anydiff.points.metrics.normalize_clouds`):
@@ -120,7 +157,9 @@ class PointCloudDiffusion(DiffusionEstimator):
         Clouds per step, capped at the number of clouds.
     learning_rate : float, default=1e-3
     hidden, depth, heads, dropout : int, int, int, float, default=128, 4, 4, 0.0
-        The transformer's token width, blocks, attention heads (must divide ``hidden``) and dropout.
+        The transformer's token width, blocks, attention heads (must divide ``hidden``) and
+        dropout; for ``architecture="latent"`` the width of the encoder and the width, blocks and
+        dropout of the decoder and the prior (``heads`` unused).
     prediction : {"v", "eps", "x0"}, default="v"
         v-prediction (Salimans & Ho 2022), as :class:`anydiff.VectorDiffusion`: an eps network's
         error near t = 1 is amplified by sigma/alpha in the clean-data estimate.
@@ -129,7 +168,9 @@ class PointCloudDiffusion(DiffusionEstimator):
     sampler : str, default="dpmpp_2m_sde"
     sampling_steps : int, default=50
         SDE-DPM-Solver++(2M) steps per sample, the base's sampler (50 steps: the setting of
-        :class:`anydiff.TabularDiffusion`). ``complete`` uses the ancestral sampler with RePaint.
+        :class:`anydiff.TabularDiffusion`); for ``architecture="latent"`` the steps of the prior
+        and of the decoder each. ``complete`` uses the ancestral sampler with RePaint
+        (transformer) or the sampler (latent).
     clip : bool, default=True
         In ``sample``, clamp the denoiser's clean-data estimate to the per-axis range of the
         normalized training points ([-1, 1] with "box"). ``complete`` never clips (the partial
@@ -152,12 +193,16 @@ class PointCloudDiffusion(DiffusionEstimator):
     stat_labels_ : ndarray (n_clouds,) int64 or None, the class code of each row of ``stats_``.
     z_min_, z_max_ : ndarray (3,), the range of the normalized training points per axis.
     classes_ : ndarray or None, the labels seen in ``fit``.
-    model_, schedule_, loss_curve_, n_iter_ : as for :class:`anydiff.VectorDiffusion`.
+    model_, schedule_, loss_curve_, n_iter_ : as for :class:`anydiff.VectorDiffusion`; with
+        ``architecture="latent"`` ``model_`` is the :class:`anydiff.latent.LatentDiffusion` and
+        ``loss_curve_`` the first stage's (encoder and decoder).
+    prior_loss_curve_ : list of float, ``architecture="latent"`` only: the prior's loss curve.
 
     Notes
     -----
-    The saved model (:meth:`save`, :func:`anydiff.load`) holds the network, ``stats_``,
-    ``stat_labels_`` and the normalized range: no training points.
+    The saved model (:meth:`save`, :func:`anydiff.load`) holds the network (for "latent": the
+    encoder, decoder, prior and the latents' standardization), ``stats_``, ``stat_labels_`` and
+    the normalized range: no training points and no training latents.
 
     Examples
     --------
@@ -171,6 +216,9 @@ class PointCloudDiffusion(DiffusionEstimator):
 
     _parameter_constraints = {
         **DiffusionEstimator._parameter_constraints,
+        "architecture": [StrOptions(set(ARCHITECTURES))],
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "kl_weight": [Interval(Real, 0, None, closed="left")],
         "normalize": [StrOptions(set(_MODES))],
         "train_points": [Interval(Integral, 2, None, closed="left"), None],
         "heads": [Interval(Integral, 1, None, closed="left")],
@@ -178,13 +226,17 @@ class PointCloudDiffusion(DiffusionEstimator):
         "label_dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
-    def __init__(self, *, normalize: str = "box", train_points: int | None = None, max_steps: int = 2000,
+    def __init__(self, *, architecture: str = "transformer", latent_dim: int = 128, kl_weight: float = 1e-3,
+                 normalize: str = "box", train_points: int | None = None, max_steps: int = 2000,
                  batch_size: int = 32, learning_rate: float = 1e-3, hidden: int = 128, depth: int = 4,
                  heads: int = 4, dropout: float = 0.0, prediction: str = "v", schedule: str = "cosine",
                  n_timesteps: int = 1000, sampler: str = "dpmpp_2m_sde", sampling_steps: int = 50,
                  clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
                  label_dropout: float = 0.1, reference_batch: int = 0, device: str = "auto",
                  random_state=None, verbose: bool = False):
+        self.architecture = architecture
+        self.latent_dim = latent_dim
+        self.kl_weight = kl_weight
         self.normalize = normalize
         self.train_points = train_points
         self.max_steps = max_steps
@@ -209,7 +261,11 @@ class PointCloudDiffusion(DiffusionEstimator):
         self.verbose = verbose
 
     # -- the adapter ---------------------------------------------------------------------------
-    def _network(self) -> Transformer:
+    def _network(self) -> Transformer | LatentDiffusion:
+        num_classes = None if self.classes_ is None else len(self.classes_)
+        if self.architecture == "latent":
+            return LatentDiffusion(3, int(self.latent_dim), hidden=self.hidden, depth=self.depth,
+                                   dropout=self.dropout, num_classes=num_classes, kl_weight=float(self.kl_weight))
         return Transformer(3, width=self.hidden, depth=self.depth, heads=self.heads, dropout=self.dropout,
                            num_classes=None if self.classes_ is None else len(self.classes_))
 
@@ -247,7 +303,7 @@ class PointCloudDiffusion(DiffusionEstimator):
         -------
         self
         """
-        if self.hidden % self.heads:
+        if self.architecture == "transformer" and self.hidden % self.heads:
             raise ValueError(f"heads={self.heads} must divide hidden={self.hidden}; use a hidden width that "
                              "is a multiple of heads")
         clouds, single = _as_clouds(X, "X", min_points=2)
@@ -282,6 +338,32 @@ class PointCloudDiffusion(DiffusionEstimator):
         self._train(Z, codes, label_dropout=self.label_dropout)
         return self
 
+    def _train(self, Z: np.ndarray, codes: np.ndarray | None = None, *, label_dropout: float = 0.0) -> None:
+        """The base's training run for the transformer; the two stages of
+        :meth:`anydiff.latent.LatentDiffusion.fit` for the latent architecture."""
+        if self.architecture != "latent":
+            super()._train(Z, codes, label_dropout=label_dropout)
+            return
+        seed = _seed_from(self.random_state)
+        steps = self._max_steps(len(Z))
+        self.schedule_ = _SCHEDULES[self.schedule](self.n_timesteps)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = self._network()
+        with torch.random.fork_rng(devices=[]), self._threads():
+            net.fit(Z, codes, schedule=self.schedule_, prediction=self.prediction, steps=steps,
+                    batch_size=self._batch(len(Z)), learning_rate=self.learning_rate, ema_decay=self.ema_decay,
+                    label_dropout=label_dropout, reference_batch=int(self.reference_batch), device=self.device,
+                    seed=seed, verbose=self.verbose)
+        self.model_ = net
+        self.loss_curve_ = [h["loss"] for h in net.history_["autoencoder"]]
+        self.prior_loss_curve_ = [h["loss"] for h in net.history_["prior"]]
+        self.n_iter_ = steps
+
+    def _latent_kwargs(self, gen) -> dict:
+        return dict(schedule=self.schedule_, prediction=self.prediction, generator=gen, sampler=self.sampler,
+                    steps=self.sampling_steps, timesteps=self.timesteps)
+
     # -- generation ----------------------------------------------------------------------------
     def _draw_stats(self, codes, n: int, gen: torch.Generator) -> np.ndarray:
         """Centre and scale ``(n, 4)`` for ``n`` generated clouds: a training cloud's, drawn
@@ -311,8 +393,9 @@ class PointCloudDiffusion(DiffusionEstimator):
             conditional, > 1 sharper classes).
         random_state : int, numpy or torch generator, or None; the noise, and the training cloud
             whose centre and scale each sample takes (per-shape ``normalize``).
-        chunk_size : int, clouds generated at once (attention memory grows with
-            ``chunk_size * n_points**2`` where no fused kernel is available).
+        chunk_size : int, clouds generated at once (the transformer's attention memory grows with
+            ``chunk_size * n_points**2`` where no fused kernel is available; the latent
+            architecture's memory with ``chunk_size * n_points``).
 
         Returns
         -------
@@ -323,9 +406,17 @@ class PointCloudDiffusion(DiffusionEstimator):
         n_points = check_positive_int(n_points, "n_points")
         chunk_size = check_positive_int(chunk_size, "chunk_size")
         gen = as_generator(random_state, self._device())
-        with self._call(n_points):
-            Z = self._generate(n_clouds, y=y, guidance_scale=guidance_scale, random_state=gen,
-                               chunk_size=chunk_size)
+        if self.architecture == "latent":
+            if guidance_scale is not None and y is None:
+                raise ValueError("guidance_scale needs y: guidance sharpens the class given in y")
+            with self._threads():
+                Z = self.model_.sample(n_clouds, n_points, labels=self._encode_labels(y, n_clouds),
+                                       guidance_scale=guidance_scale, clip_x0=self._clip_bounds(),
+                                       chunk_size=chunk_size, **self._latent_kwargs(gen))
+        else:
+            with self._call(n_points):
+                Z = self._generate(n_clouds, y=y, guidance_scale=guidance_scale, random_state=gen,
+                                   chunk_size=chunk_size)
         stats = self._draw_stats(self._encode_labels(y, n_clouds), n_clouds, gen)
         return Z.detach().cpu().double().numpy() * stats[:, None, 3:] + stats[:, None, :3]
 
@@ -333,8 +424,17 @@ class PointCloudDiffusion(DiffusionEstimator):
                  random_state=None) -> np.ndarray:
         """Complete partial scans: sample the rest of the shape given the observed points.
 
-        RePaint inpainting (Lugmayr et al. 2022; the base's ``_inpaint``: the ancestral sampler,
-        ``steps`` steps, default ``sampling_steps`` and at least 50, of ``resample`` repeats):
+        With ``architecture="latent"``: the scan (placed as below) is encoded to its posterior
+        mean latent, and the missing ``n_points - m`` points are sampled from the decoder given
+        that latent (the sampler, ``steps`` steps, default ``sampling_steps``; ``resample`` is
+        unused). Given the latent the decoder's points are independent, so keeping the observed
+        points adds nothing else to condition on; what the completion knows of the scan is its
+        latent. The encoder was trained on whole clouds, so the latent of a one-sided scan
+        describes the shape the scan looks like, and the completion follows it.
+
+        With ``architecture="transformer"``, RePaint inpainting (Lugmayr et al. 2022; the base's
+        ``_inpaint``: the ancestral sampler, ``steps`` steps, default ``sampling_steps`` and at
+        least 50, of ``resample`` repeats):
         the ``m`` observed points are ``m`` known tokens, the other ``n_points - m`` tokens are free.
 
         Placement in the model's coordinates: with ``normalize="global"`` the training centre
@@ -352,7 +452,7 @@ class PointCloudDiffusion(DiffusionEstimator):
         partial : array (m, 3), an array (k, m, 3) or a list of (m_i, 3) arrays
             Observed points in the units of X (at least 1 per scan).
         n_points : int, points of each completed cloud, more than every scan's m.
-        resample, steps : RePaint repeats per step and sampler steps.
+        resample, steps : RePaint repeats per step (transformer only) and sampler steps.
         random_state : int, numpy or torch generator, or None.
 
         Returns
@@ -378,16 +478,37 @@ class PointCloudDiffusion(DiffusionEstimator):
         for i, s in enumerate(scans):
             known[i, :len(s)] = (s - place[i, :3]) / place[i, 3]
             mask[i, :len(s)] = True
-        with self._call(n_points, clip=False):
-            Z = self._inpaint(known, mask, resample=resample, steps=steps, random_state=random_state)
+        if self.architecture == "latent":
+            Z = self._complete_latent(known, [len(s) for s in scans], steps, random_state)
+        else:
+            with self._call(n_points, clip=False):
+                Z = self._inpaint(known, mask, resample=resample, steps=steps, random_state=random_state)
         out = Z.detach().cpu().double().numpy() * place[:, None, 3:] + place[:, None, :3]
         for i, s in enumerate(scans):
             out[i, :len(s)] = s  # the observed points exactly
         return out[0] if single else out
 
+    def _complete_latent(self, known: np.ndarray, sizes: list[int], steps: int | None, random_state) -> torch.Tensor:
+        """Latent completion: each scan's posterior mean latent, then ``n_points`` decoder
+        points per latent, of which the first ``n_points - m_i`` follow the ``m_i`` observed ones
+        (the decoder's points are i.i.d. given the latent, so any subset is a sample)."""
+        dev, n_points = self._device(), known.shape[1]
+        gen = as_generator(random_state, dev)
+        kw = {**self._latent_kwargs(gen), "steps": steps or self.sampling_steps}
+        with self._threads():
+            z = torch.cat([self.model_.encode(torch.from_numpy(known[i:i + 1, :m]).float().to(dev))
+                           for i, m in enumerate(sizes)])
+            free = self.model_.decode(z, n_points, clip_x0=None, **kw)
+        Z = torch.from_numpy(known).to(free)
+        for i, m in enumerate(sizes):
+            Z[i, m:] = free[i, :n_points - m]
+        return Z
+
     # -- persistence ---------------------------------------------------------------------------
     def _preprocessing_state(self) -> tuple[dict, dict]:
         meta = {"train_points": int(self.train_points_)}
+        if self.architecture == "latent":
+            meta["prior_loss_curve"] = [float(v) for v in self.prior_loss_curve_]
         tensors = {"fitted.stats": torch.from_numpy(self.stats_), "fitted.z_min": torch.from_numpy(self.z_min_),
                    "fitted.z_max": torch.from_numpy(self.z_max_)}
         if self.stat_labels_ is not None:
@@ -397,6 +518,8 @@ class PointCloudDiffusion(DiffusionEstimator):
     def _restore_preprocessing(self, meta: dict, tensors: dict) -> None:
         self.train_points_ = int(meta["train_points"])
         self.n_features_in_ = 3
+        if self.architecture == "latent":
+            self.prior_loss_curve_ = [float(v) for v in meta["prior_loss_curve"]]
         self.stats_ = tensors["fitted.stats"].double().numpy()
         self.z_min_ = tensors["fitted.z_min"].double().numpy()
         self.z_max_ = tensors["fitted.z_max"].double().numpy()
