@@ -37,8 +37,9 @@ from anydiff.sampling import SAMPLERS, model_evaluations
 
 BUDGETS = (5, 10, 20, 50, 1000)
 CORRECTOR_STEPS = 1
-# time grid per sampler (default "trailing"); dpmpp_2m is run on two grids
-GRIDS = {"dpmpp_2m": ("trailing", "logsnr"), "euler": ("karras",), "heun": ("karras",)}
+# time grid per sampler (default "trailing"); the multistep ODE solvers are run on two grids
+GRIDS = {"dpmpp_2m": ("trailing", "logsnr"), "dpmpp_3m": ("trailing", "logsnr"), "unipc": ("trailing", "logsnr"),
+         "euler": ("karras",), "heun": ("karras",)}
 DASH = "\u2014"
 
 
@@ -322,7 +323,7 @@ def main() -> int:
     print("# anydiff sampler benchmark (exact Gaussian-mixture denoisers)\n")
     print(f"Schedule: `ad.schedules.cosine(1000)`; model: `gm.model(schedule, prediction=\"eps\")` "
           f"(exact); seed {args.seed}; corrector_steps = {CORRECTOR_STEPS} for langevin and pc; "
-          f"grids: dpmpp_2m trailing and logsnr, euler and heun karras, others trailing; "
+          f"grids: dpmpp_2m, dpmpp_3m and unipc trailing and logsnr, euler and heun karras, others trailing; "
           f"sampling in float32.\n"
           f"anydiff {ad.__version__}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{platform.processor() or platform.machine()}; git {git_state()}"
