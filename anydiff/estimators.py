@@ -123,6 +123,10 @@ class DiffusionEstimator(BaseEstimator):
     def _clip_bounds(self):
         return None
 
+    def _mixed_precision(self) -> str:
+        """The trainer's ``mixed_precision``: "auto" (bf16 autocast on CUDA, full precision on CPU)."""
+        return "auto"
+
     def _max_steps(self, n_rows: int) -> int:
         """The training steps for ``n_rows`` rows: ``max_steps`` (a subclass may derive it)."""
         return self.max_steps
@@ -163,7 +167,7 @@ class DiffusionEstimator(BaseEstimator):
                           max_steps=steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=label_dropout, reference_batch=int(self.reference_batch),
-                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
+                          mixed_precision=self._mixed_precision(), device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
             trainer.fit(torch.from_numpy(Z).float(),
                         cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))

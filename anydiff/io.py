@@ -16,7 +16,7 @@ from ._utils import atomic_write
 __all__ = ["save", "load", "register", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "anydiff"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TabularDiffusion time embedding 64 wide (its files of version 1 do not fit)
 
 _ESTIMATORS: dict[str, type] = {}  # class name -> class; filled by the estimator base
 

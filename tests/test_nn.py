@@ -66,6 +66,19 @@ def test_mlp_shapes(b, d, kind):
 
 
 @settings(max_examples=8, deadline=None)
+@given(b=st.integers(1, 4), d=st.integers(1, 6), width=st.integers(1, 9), classes=st.booleans())
+def test_mlp_narrow_conditioning(b, d, width, classes):
+    """``cond_width`` sets the width of c (time + class embedding) and of every FiLM layer's input;
+    the residual stream keeps ``hidden``."""
+    model = small_mlp(d, cond_width=width, **({"num_classes": 3} if classes else {}))
+    assert model.conditioning.time.mlp[-1].out_features == width
+    assert all(blk.film[-1].weight.shape == (2 * 16, width) for blk in model.blocks)
+    out = model(torch.randn(b, d), torch.rand(b), torch.zeros(b, dtype=torch.long) if classes else None)
+    assert out.shape == (b, d)
+    assert small_mlp(d).conditioning.time.mlp[-1].out_features == 16  # the default: hidden
+
+
+@settings(max_examples=8, deadline=None)
 @given(b=st.integers(1, 3), n=st.integers(1, 6), c=st.integers(1, 4), ordered=st.booleans(),
        heads=st.integers(1, 3))
 def test_transformer_shapes(b, n, c, ordered, heads):
@@ -274,6 +287,7 @@ def test_bad_inputs_raise_value_error_naming_the_argument(gen):
     ("dim", lambda: ResidualMLP(0)),
     ("fourier_features", lambda: ResidualMLP(3, fourier_features=-1)),
     ("fourier_features", lambda: ResidualMLP(3, fourier_features=True)),
+    ("cond_width", lambda: ResidualMLP(3, cond_width=0)),
     ("scale", lambda: FourierFeatures(3, scale=0.0)),
     ("scale", lambda: FourierFeatures(3, scale=float("nan"))),
     ("n_frequencies", lambda: FourierFeatures(3, n_frequencies=0)),

@@ -17,14 +17,15 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import as_generator
+from .._utils import as_generator, native_bf16_cpu, resolve_device
 from ..estimators import DiffusionEstimator
 from ..nn import ResidualMLP
 from .encoders import TableEncoder
 
 __all__ = ["TabularDiffusion"]
 
-AUTO_EPOCHS, AUTO_STEPS = 150, (300, 3000)  # max_steps="auto": passes over the rows, and its bounds
+AUTO_EPOCHS, AUTO_STEPS = 150, (300, 750)  # max_steps="auto": passes over the rows, and its bounds
+COND_WIDTH = 64  # the width of the time embedding that FiLM-modulates each block
 
 
 class TabularDiffusion(DiffusionEstimator):
@@ -40,18 +41,24 @@ class TabularDiffusion(DiffusionEstimator):
         A categorical column with at most this many categories is one-hot encoded; above, it is
         encoded in analog bits (``ceil(log2 K)`` dimensions), so 10,000 categories cost 14.
     max_steps : int or "auto", default="auto"
-        Training steps. "auto" trains for 150 passes over the rows, at least 300 and at most 3000
-        steps of batch 256: a 5000-row table gets 2930 steps. On the generated 5000-row mixed table
-        1500 steps took half the time but left the missing rate of a column whose missingness
-        depends on another (``income``) 4.1 points off, against 1.5 at 2930 steps, with C2ST 0.617
-        against 0.602 (one seed). A fixed 3000 steps is 3000 passes
+        Training steps. "auto" trains for 150 passes over the rows, at least 300 and at most 750
+        steps of batch 1024: a 5000-row table gets 733 steps. On the generated 5000-row mixed
+        table 100 passes (500 steps) gave C2ST 0.617 against 0.595 at 150 (one seed); with batch
+        256 fewer passes also left the missing rate of a column whose missingness depends on
+        another (``income``) 4.1 points off, against 1.5. A fixed 3000 steps is 3000 passes
         over a 172-row table, and the model then memorised it (81 % of its samples were closer to a
         training row than to a held-out one; 59 % at 300 steps, with the same C2ST: 0.674 and
         0.679 in the penguins tutorial).
-    batch_size, learning_rate : int, float, default=256, 2e-3
-        The training run (AdamW, linear warm-up, cosine decay).
+    batch_size, learning_rate : int, float, default=1024, 4e-3
+        The training run (AdamW, linear warm-up, cosine decay). Batch 1024 for 733 steps sees the
+        rows as often as batch 256 for 2930 steps (the earlier default) with the same C2ST on the
+        5000-row mixed table (0.595 and 0.606 against 0.585 and 0.605 for seeds 0 and 1) and a
+        quarter of the per-step overhead.
     hidden, depth, dropout : int, int, float, default=256, 3, 0.0
-        The residual MLP's width, number of blocks and dropout.
+        The residual MLP's width, number of blocks and dropout. Time reaches each block through
+        FiLM from a 64-wide embedding (``cond_width`` of :class:`~anydiff.nn.ResidualMLP`), which
+        costs each block a quarter of what a ``hidden``-wide one does, with the same C2ST (0.590
+        against 0.585, one seed); depth 2 lost (0.617 and 0.619 against 0.595 and 0.601).
     fourier_features, fourier_scale : int, float, default=0, 0.5
         Periodic input features per encoded dimension (see :class:`anydiff.VectorDiffusion`).
     sampling_steps : int, default=50
@@ -69,6 +76,11 @@ class TabularDiffusion(DiffusionEstimator):
     On the CPU, ``fit``, ``sample`` and ``impute`` run on one torch thread (restored afterwards),
     so that the same ``random_state`` gives the same table whatever the thread count: parallel
     sums add in an order that depends on it, and that moved trained weights by about 1e-7.
+
+    On a CPU that multiplies bfloat16 in hardware (AMX or AVX512-BF16: recent Xeons and EPYCs),
+    and on CUDA, training runs under bf16 autocast (the weights, the optimizer and the stable
+    targets stay float32); elsewhere in float32. On a Xeon with AMX this trained 1.5x faster
+    with the same C2ST (0.595 and 0.601 for seeds 0 and 2). Sampling always runs in float64.
 
     Attributes
     ----------
@@ -91,7 +103,7 @@ class TabularDiffusion(DiffusionEstimator):
     }
 
     def __init__(self, *, column_types: dict | None = None, max_onehot: int = 16, max_steps: int | str = "auto",
-                 batch_size: int = 256, learning_rate: float = 2e-3, hidden: int = 256, depth: int = 3,
+                 batch_size: int = 1024, learning_rate: float = 4e-3, hidden: int = 256, depth: int = 3,
                  dropout: float = 0.0, fourier_features: int = 0, fourier_scale: float = 0.5,
                  prediction: str = "v", schedule: str = "cosine", n_timesteps: int = 1000,
                  sampler: str = "dpmpp_2m_sde", sampling_steps: int = 50, clip: bool = True,
@@ -123,7 +135,12 @@ class TabularDiffusion(DiffusionEstimator):
     # -- the adapter ---------------------------------------------------------------------------
     def _network(self) -> ResidualMLP:
         return ResidualMLP(self.encoder_.n_dims_, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
-                           fourier_features=self.fourier_features, fourier_scale=float(self.fourier_scale))
+                           fourier_features=self.fourier_features, fourier_scale=float(self.fourier_scale),
+                           cond_width=min(COND_WIDTH, self.hidden))
+
+    def _mixed_precision(self) -> str:
+        native = resolve_device(self.device).type == "cpu" and native_bf16_cpu()
+        return "bf16" if native else "auto"
 
     def _event_shape(self) -> tuple[int, ...]:
         return (self.encoder_.n_dims_,)
