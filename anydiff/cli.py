@@ -115,6 +115,9 @@ POINTS_HELP = {  # the parameters only PointCloudDiffusion has
     "normalize": "how clouds are scaled: box, sphere or global",
     "train_points": "points per cloud in training (default: the smallest cloud's, at most 512)",
     "heads": "attention heads (must divide --hidden)",
+    "architecture": "transformer (attention over the points) or latent (shape latent, pointwise decoder)",
+    "latent_dim": "width of the shape latent (--architecture latent)",
+    "kl_weight": "weight of the latent's KL term (--architecture latent)",
 }
 
 

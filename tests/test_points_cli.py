@@ -105,6 +105,20 @@ def test_options_pass_through(files, tmp_path, capsys):
     assert (est.train_points_, est.normalize, est.hidden, est.heads, est.n_iter_) == (32, "global", 16, 2, 7)
 
 
+def test_latent_architecture_from_the_command_line(files, tmp_path, capsys):
+    d, X, _ = files
+    model = tmp_path / "m.anydiff"
+    assert main(["fit", str(d / "clouds.npy"), "-o", str(model), *TINY, "--architecture", "latent",
+                 "--latent-dim", "8", "--kl-weight", "0.01", "--max-steps", "5"]) == 0
+    from anydiff import load
+
+    est = load(model)
+    assert (est.architecture, est.latent_dim, est.kl_weight) == ("latent", 8, 0.01)
+    assert main(["sample", str(model), "-n", "2", "--n-points", "10", "-o", str(tmp_path / "s.npy"),
+                 "--seed", "0"]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (2, 10, 3)
+
+
 # -- complete -------------------------------------------------------------------------------------
 def test_complete_keeps_the_observed_points(files, tmp_path, capsys):
     d, X, clouds = files
@@ -211,7 +225,7 @@ def test_help_names_the_point_cloud_options():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices
     text = " ".join(sub["fit"].format_help().split())
-    for flag in ("--normalize", "--train-points", "--heads"):
+    for flag in ("--normalize", "--train-points", "--heads", "--architecture", "--latent-dim", "--kl-weight"):
         assert flag in text
     assert "get a PointCloudDiffusion; its defaults differ: batch_size=32" in text
     assert "--n-points" in sub["sample"].format_help() and "--resample" in sub["complete"].format_help()
