@@ -127,3 +127,144 @@ def test_finished_rows_are_not_evaluated_and_conditions_follow_their_rows():
     alone = torch.stack([ad.log_likelihood(shifted, x[i:i + 1], schedule=COS, cond=shift[i:i + 1])[0]
                          for i in (0, 4)])
     torch.testing.assert_close(alone, ll[[0, 4]], rtol=0, atol=1e-10)
+
+
+# -- the reference problems of benchmarks/samplers.py and benchmarks/likelihood.py --------------
+
+def ring_2d():
+    """Eight Gaussians, std 0.1, on a circle of radius 2."""
+    return ring(8, 2.0, 0.1)
+
+
+def mixture_16d(D=16, K=5, seed=1234):
+    """D = 16, K = 5, random full covariances with eigenvalues log-uniform in [0.01, 0.25]."""
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.tensor([0.35, 0.25, 0.20, 0.12, 0.08], dtype=torch.float64)[:K]
+    means = torch.randn(K, D, generator=g, dtype=torch.float64)
+    Q, _ = torch.linalg.qr(torch.randn(K, D, D, generator=g, dtype=torch.float64))
+    log_l = math.log(0.01) + (math.log(0.25) - math.log(0.01)) * torch.rand(K, D, generator=g, dtype=torch.float64)
+    covs = Q @ torch.diag_embed(log_l.exp()) @ Q.transpose(1, 2)
+    return ad.oracles.GaussianMixture(weights, means, 0.5 * (covs + covs.transpose(1, 2)))
+
+
+@pytest.mark.parametrize("problem,n", [("ring_2d", 128), ("mixture_16d", 64)])
+def test_default_tolerances_within_001_nats_on_the_reference_problems(problem, n):
+    """The defaults (rtol = atol = 1e-3, in the angle time with the Gauss-Legendre log-density
+    quadrature): every row within 0.01 nats of the exact log-density, the mean well within."""
+    gm = ring_2d() if problem == "ring_2d" else mixture_16d()
+    x = gm.sample(n, torch.Generator().manual_seed(11), dtype=torch.float64)
+    err = ad.log_likelihood(gm.model(COS), x, schedule=COS) - gm.log_prob(x)
+    assert float(err.abs().mean()) < 0.003
+    assert float(err.abs().max()) < 0.01
+
+
+def test_default_tolerances_take_few_model_calls():
+    """The solver's cost: at most ~100 model calls per row on the 16-D mixture (was ~130 calls,
+    each with the divergence, at the former rtol = atol = 1e-5)."""
+    gm = mixture_16d()
+    x = gm.sample(32, torch.Generator().manual_seed(12), dtype=torch.float64)
+    model, rows = gm.model(COS), []
+
+    def counting(x_t, t, cond=None):
+        rows.append(x_t.shape[0])
+        return model(x_t, t, cond)
+
+    ad.log_likelihood(counting, x, schedule=COS)
+    assert sum(rows) / 32 < 110
+
+
+def test_tighter_tolerances_converge():
+    gm = ring_2d()
+    x = gm.sample(24, torch.Generator().manual_seed(13), dtype=torch.float64)
+    err = {tol: (ad.log_likelihood(gm.model(COS), x, schedule=COS, rtol=tol, atol=tol) - gm.log_prob(x)).abs().mean()
+           for tol in (1e-2, 1e-5)}
+    assert float(err[1e-5]) < 2e-4 and float(err[1e-5]) < float(err[1e-2])
+
+
+def small_net(D=3, seed=0):
+    torch.manual_seed(seed)
+    net = ad.nn.ResidualMLP(D, hidden=32, depth=2, fourier_features=4).double().eval()
+    for p in net.parameters():  # the output layer starts at zero: give it weights
+        torch.nn.init.normal_(p, std=0.3)
+    return net
+
+
+def test_one_pass_divergence_equals_the_loop_and_the_jacobian_trace():
+    from anydiff.likelihood import _vjp_rows
+
+    D, n = 3, 5
+    net = small_net(D)
+    x = torch.randn(n, D, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.full((n,), 0.3, dtype=torch.float64)
+    fn = lambda z: net(z, t)  # noqa: E731
+    basis = torch.eye(D, dtype=torch.float64)[:, None, :].expand(D, n, D)
+    out1, vjp1 = _vjp_rows(fn, x, basis, one_pass=True)
+    out0, vjp0 = _vjp_rows(fn, x, basis, one_pass=False)
+    torch.testing.assert_close(out1, out0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(vjp1, vjp0, rtol=0, atol=1e-10)
+    trace = (vjp1 * basis).sum((0, 2))
+    brute = torch.stack([torch.trace(torch.autograd.functional.jacobian(lambda z: net(z[None], t[:1])[0], x[i]))
+                         for i in range(n)])
+    torch.testing.assert_close(trace, brute, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_one_pass_log_likelihood_equals_the_loop(monkeypatch, divergence):
+    import anydiff.likelihood as lik
+
+    net = small_net(2, seed=1)
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    kw = dict(schedule=COS, prediction="v", divergence=divergence, n_probes=3, rtol=1e-2, atol=1e-2)
+    loop = ad.log_likelihood(net, x, generator=torch.Generator().manual_seed(2), **kw)
+    monkeypatch.setattr(lik, "ONE_PASS_DIVERGENCE", True)
+    one = ad.log_likelihood(net, x, generator=torch.Generator().manual_seed(2), **kw)
+    torch.testing.assert_close(one, loop, rtol=0, atol=1e-10)
+
+
+class _Square(torch.autograd.Function):
+    """An old-style autograd.Function (no setup_context): torch.func cannot transform it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+def test_one_pass_falls_back_to_the_loop_for_models_torch_func_cannot_transform(monkeypatch):
+    import anydiff.likelihood as lik
+
+    gm = ring()
+    base = gm.model(COS)
+
+    def model(x_t, t, cond=None):  # the exact denoiser, through a custom autograd.Function
+        return base(x_t, t) + 0.0 * _Square.apply(x_t)
+
+    x = gm.sample(8, torch.Generator().manual_seed(7), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="setup_context"):
+        lik._vjp_rows(lambda z: _Square.apply(z), x, torch.eye(2, dtype=torch.float64)[:, None, :].expand(2, 8, 2),
+                      one_pass=True)
+    monkeypatch.setattr(lik, "ONE_PASS_DIVERGENCE", True)
+    ll = ad.log_likelihood(model, x, schedule=COS)
+    monkeypatch.setattr(lik, "ONE_PASS_DIVERGENCE", False)
+    torch.testing.assert_close(ll, ad.log_likelihood(model, x, schedule=COS), rtol=0, atol=1e-10)
+    torch.testing.assert_close(ll, ad.log_likelihood(base, x, schedule=COS), rtol=0, atol=1e-10)
+
+
+def test_dense_output_and_gauss_weights():
+    """The dense output is exact for quartics; the 3-point Gauss-Legendre rule for quintics."""
+    from anydiff.likelihood import _DENSE, _GAUSS_NODES, _GAUSS_WEIGHTS
+
+    c = torch.tensor([0.3, -1.0, 2.0, 0.5, -0.7], dtype=torch.float64)
+    p = lambda s: sum(ci * s**i for i, ci in enumerate(c))  # noqa: E731
+    dp = lambda s: sum(i * ci * s ** (i - 1) for i, ci in enumerate(c) if i)  # noqa: E731
+    values = torch.stack([p(torch.tensor(0.0)), p(torch.tensor(1.0)), p(torch.tensor(0.5)),
+                          dp(torch.tensor(0.0)), dp(torch.tensor(1.0))]).double()
+    torch.testing.assert_close(_DENSE @ values, p(_GAUSS_NODES), rtol=0, atol=1e-12)
+    for k in range(6):
+        torch.testing.assert_close((_GAUSS_WEIGHTS * _GAUSS_NODES**k).sum(), torch.tensor(1 / (k + 1), dtype=torch.float64),
+                                   rtol=0, atol=1e-14)
