@@ -48,16 +48,6 @@ def resolve_device(device: str | torch.device | None = "auto", *, fallback: bool
     return dev
 
 
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX512-BF16), where bf16
-    autocast speeds training up; elsewhere torch emulates bf16 and it would slow it down."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so guarded
-    try:
-        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-    except Exception:  # noqa: BLE001 -- a torch without the probes: assume no
-        return False
-
-
 def check_output_path(path) -> str:
     """Check, before any long work, that ``path`` can be written: its folder exists and is
     writable, and ``path`` is not a folder. Returns ``path`` as a string."""
