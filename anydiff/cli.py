@@ -101,7 +101,7 @@ ESTIMATOR_HELP = {  # every VectorDiffusion parameter but random_state (--seed) 
     "sampler": "sampler used by `sample`",
     "sampling_steps": "sampling steps",
     "clip": "clamp samples to each column's training range",
-    "timesteps": "sampling time grid: logsnr, trailing or karras",
+    "timesteps": "sampling time grid: optimized (the model's own, VectorDiffusion only), logsnr, trailing or karras",
     "ema_decay": "decay of the weights' moving average",
     "label_dropout": "share of rows trained without their label (for guidance)",
     "reference_batch": "rows of the stable target field per training step (0 = plain targets)",

@@ -32,13 +32,15 @@ from . import io as _io
 from .likelihood import log_likelihood
 from .nn import ResidualMLP
 from .sampling import SAMPLERS, encode, sample
-from .timesteps import SPACINGS
+from .timesteps import MAX_ORDER, SPACINGS, GridDensity, optimize_grid, solver_order
 from .training import Trainer, distributed_context
 
 __all__ = ["DiffusionEstimator", "VectorDiffusion"]
 
 _SCHEDULES = {"linear": _schedules.linear, "cosine": _schedules.cosine, "sigmoid": _schedules.sigmoid}
 EXACT_DIVERGENCE_MAX_DIM = 32  # above this, score_samples uses Hutchinson's estimator
+# timesteps="optimized": the measuring run of anydiff.timesteps.optimize_grid at the end of fit
+GRID_PROBES, GRID_FINE_STEPS, GRID_SEED = 256, 100, 0
 
 
 def _seed_from(random_state) -> int:
@@ -85,6 +87,10 @@ class DiffusionEstimator(BaseEstimator):
         "verbose": ["boolean"],
     }
 
+    #: Whether ``fit`` also measures the model's own time grid (``timesteps="optimized"``,
+    #: :meth:`_fit_timestep_grid`); a subclass that allows that value sets True.
+    _optimized_grid = False
+
     #: Train and generate on one torch thread, so that the same random_state gives the same
     #: result whatever the thread count (parallel reductions, a weight gradient's sum over the
     #: batch among them, add in an order that depends on it). Subclasses that promise it set True.
@@ -122,10 +128,6 @@ class DiffusionEstimator(BaseEstimator):
 
     def _clip_bounds(self):
         return None
-
-    def _mixed_precision(self) -> str:
-        """The trainer's ``mixed_precision``: "auto" (bf16 autocast on CUDA, full precision on CPU)."""
-        return "auto"
 
     def _max_steps(self, n_rows: int) -> int:
         """The training steps for ``n_rows`` rows: ``max_steps`` (a subclass may derive it)."""
@@ -167,13 +169,30 @@ class DiffusionEstimator(BaseEstimator):
                           max_steps=steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=label_dropout, reference_batch=int(self.reference_batch),
-                          mixed_precision=self._mixed_precision(), device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
+                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
             trainer.fit(torch.from_numpy(Z).float(),
                         cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))
         self.model_ = trainer.ema_model.eval()
         self.loss_curve_ = [h["loss"] for h in trainer.history]
         self.n_iter_ = trainer.step
+        if self._optimized_grid:
+            self._fit_timestep_grid()
+
+    def _fit_timestep_grid(self) -> None:
+        """Measure the grids of ``timesteps="optimized"`` from the EMA denoiser (one for each
+        solver order, :func:`anydiff.timesteps.optimize_grid`: 256 noise draws, 100 fine steps,
+        a fixed seed) and keep them in ``timestep_grids_``, ``{order: GridDensity}``. Done at the
+        end of every fit, so that ``set_params(timesteps="optimized")`` needs no refit."""
+        dev = self._device()
+        n_classes = 0 if getattr(self, "classes_", None) is None else len(self.classes_)
+        cond = None if not n_classes else torch.arange(GRID_PROBES, device=dev) % n_classes
+        gen = torch.Generator(device=dev).manual_seed(GRID_SEED)
+        x_T = torch.randn((GRID_PROBES, *self._event_shape()), generator=gen, device=dev, dtype=torch.float64)
+        with torch.random.fork_rng(devices=[]), self._threads():
+            self.timestep_grids_ = optimize_grid(self._float64_model(), self.schedule_, prediction=self.prediction,
+                                                 x_T=x_T, n_fine=GRID_FINE_STEPS, cond=cond,
+                                                 order=tuple(range(1, MAX_ORDER + 1)))
 
     # -- generation ----------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -199,8 +218,17 @@ class DiffusionEstimator(BaseEstimator):
                              f"known labels are {self.classes_.tolist()[:10]}")
         return torch.from_numpy(codes.astype(np.int64)).to(self._device())
 
+    def _timesteps(self):
+        """The ``timesteps`` for :func:`anydiff.sample`: the spacing's name, or with
+        ``"optimized"`` the model's own grid of ``sampling_steps`` steps for the sampler's order."""
+        if self.timesteps != "optimized":
+            return self.timesteps
+        if getattr(self, "timestep_grids_", None) is None:  # a file saved before the grids existed
+            self._fit_timestep_grid()
+        return self.timestep_grids_[solver_order(self.sampler)].timesteps(self.schedule_, self.sampling_steps)
+
     def _sample_kwargs(self) -> dict:
-        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self.timesteps,
+        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self._timesteps(),
                     clip_x0=self._clip_bounds())
 
     def _generate(self, n_samples: int, *, y=None, guidance_scale: float | None = None, random_state=None,
@@ -248,6 +276,12 @@ class DiffusionEstimator(BaseEstimator):
         meta = {**meta, "classes": None if self.classes_ is None else self.classes_.tolist(),
                 "loss_curve": list(self.loss_curve_), "n_iter": int(self.n_iter_)}
         tensors = {**tensors, **{f"model.{k}": v for k, v in self.model_.state_dict().items()}}
+        grids = getattr(self, "timestep_grids_", None)
+        if grids is not None:
+            orders = sorted(grids)
+            tensors["fitted.grid_log_snr"] = grids[orders[0]].log_snr
+            tensors["fitted.grid_cdf"] = torch.stack([grids[p].cdf for p in orders])
+            meta = {**meta, "grid_orders": orders}
         return meta, tensors
 
     def _restore(self, meta: dict, tensors: dict) -> None:
@@ -259,6 +293,10 @@ class DiffusionEstimator(BaseEstimator):
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         net.load_state_dict(state, strict=True)
         self.model_ = net.to(resolve_device(self.device, fallback=True)).eval().requires_grad_(False)
+        self.timestep_grids_ = None
+        if "fitted.grid_cdf" in tensors:
+            lam, cdf = tensors["fitted.grid_log_snr"].double(), tensors["fitted.grid_cdf"].double()
+            self.timestep_grids_ = {int(p): GridDensity(lam, c) for p, c in zip(meta["grid_orders"], cdf)}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -310,8 +348,18 @@ class VectorDiffusion(TransformerMixin, DiffusionEstimator):
         In ``sample`` and ``impute``, clamp the denoiser's estimate of the clean data to the range
         of each feature seen in ``fit`` (``data_min_``, ``data_max_``), so that no sample falls
         far outside the data (a rare row of an under-trained model can). False never clips.
-    timesteps : {"logsnr", "trailing", "karras"}, default="logsnr", the sampling time grid
-        (on two moons at 20 DPM-Solver++ steps: C2ST AUC 0.52 with "logsnr", 0.60 with "trailing").
+    timesteps : {"optimized", "logsnr", "trailing", "karras"}, default="optimized", the sampling
+        time grid. "optimized" is the model's own grid (:func:`anydiff.timesteps.optimize_grid`),
+        measured at the end of ``fit`` from the EMA denoiser along its probability-flow
+        trajectories (256 noise draws, 100 fine steps, about a second on a CPU) and saved with the
+        model: the steps sit where the denoiser's estimate of the clean data changes fastest, with
+        the density that gives every step of the sampler's order the same local error. On two
+        moons (one fit, C2ST AUC, 0.5 best) it matters at few steps: at 10 steps 0.64 / 0.69 /
+        0.71 (optimized / logsnr / trailing) with DPM-Solver++(2M) and 0.61 / 0.75 / 0.67 with the
+        default SDE sampler, at 5 steps 0.59 / 0.84 / 0.78 (2M); from 20 steps on it ties with
+        "logsnr" (0.506 / 0.508 at 20, 0.506 / 0.505 at the default 100 SDE steps), and
+        "trailing" is worse (0.63 at 20). ``impute`` keeps its own grid (the ancestral sampler's),
+        as for the other spacings.
     ema_decay : float, default=0.999
         EMA of the weights used for sampling. Its warm-up caps the decay at ``(1+n)/(10+n)`` after
         n steps, so values above about 0.998 change nothing in a 5000-step run.
@@ -332,6 +380,8 @@ class VectorDiffusion(TransformerMixin, DiffusionEstimator):
     classes_ : ndarray or None, the labels seen in ``fit`` (None without ``y``).
     model_ : torch.nn.Module, the EMA denoiser (in standardized units).
     schedule_ : anydiff.Schedule
+    timestep_grids_ : dict {order: anydiff.timesteps.GridDensity}, the grids of
+        ``timesteps="optimized"`` for solvers of order 1, 2 and 3.
     loss_curve_ : list of float, the training loss every 100 steps.
     n_features_in_ : int
     """
@@ -342,13 +392,15 @@ class VectorDiffusion(TransformerMixin, DiffusionEstimator):
         "fourier_scale": [Interval(Real, 0, None, closed="neither")],
         "clip": ["boolean"],
         "label_dropout": [Interval(Real, 0, 1, closed="left")],
+        "timesteps": [StrOptions(set(SPACINGS) | {"optimized"})],
     }
+    _optimized_grid = True
 
     def __init__(self, *, max_steps: int = 5000, batch_size: int = 512, learning_rate: float = 2e-3,
                  hidden: int = 128, depth: int = 3, dropout: float = 0.0, fourier_features: int = 16,
                  fourier_scale: float = 0.5, prediction: str = "v",
                  schedule: str = "cosine", n_timesteps: int = 1000, sampler: str = "dpmpp_2m_sde",
-                 sampling_steps: int = 100, clip: bool = True, timesteps: str = "logsnr", ema_decay: float = 0.999,
+                 sampling_steps: int = 100, clip: bool = True, timesteps: str = "optimized", ema_decay: float = 0.999,
                  label_dropout: float = 0.1, reference_batch: int = 512, device: str = "auto", random_state=None,
                  verbose: bool = False):
         self.max_steps = max_steps
