@@ -26,6 +26,15 @@ def append_dims(x: Tensor, ndim: int) -> Tensor:
     return x.reshape(*x.shape, *((1,) * missing))
 
 
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) >= ``minimum``; else a
+    ``ValueError`` that names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}={value!r} must be {wanted}")
+    return int(value)
+
+
 def resolve_device(device: str | torch.device | None = "auto", *, fallback: bool = False) -> torch.device:
     """``"auto"`` (or None) picks CUDA when available, else CPU; anything else is passed to torch.
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ._utils import check_int
 from .schedules import Schedule
 
 __all__ = ["plot_samples", "plot_forward_process", "plot_schedules", "plot_trajectories", "plot_density",
@@ -68,12 +69,6 @@ def _points(x, name: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n, 2) with n >= 1 (2-D points), got {x.shape}")
     return x
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return int(value)
 
 
 def _interval(lim, name: str) -> tuple[float, float]:
@@ -173,7 +168,7 @@ def plot_schedules(schedules: Mapping[str, Schedule], *, resolution: int = 1001,
     for name, schedule in schedules.items():
         if not isinstance(schedule, Schedule):
             raise ValueError(f"schedules[{name!r}] must be an anydiff.Schedule, got {type(schedule).__name__}")
-    resolution = _positive_int(resolution, "resolution")
+    resolution = check_int(resolution, "resolution")
     if resolution < 2:
         raise ValueError(f"resolution={resolution} must be at least 2")
     if not (isinstance(log_snr_clip, numbers.Real) and math.isfinite(log_snr_clip) and log_snr_clip > 0):
@@ -212,7 +207,7 @@ def plot_trajectories(trajectory, *, ax=None, n_paths: int = 50, linewidth: floa
     trajectory = _to_numpy(trajectory, "trajectory")
     if trajectory.ndim != 3 or trajectory.shape[2] != 2 or trajectory.shape[0] < 1 or trajectory.shape[1] < 1:
         raise ValueError(f"trajectory must have shape (N + 1, B, 2), got {trajectory.shape}")
-    paths = trajectory[:, : _positive_int(n_paths, "n_paths")]
+    paths = trajectory[:, : check_int(n_paths, "n_paths")]
     fig, ax = _figure_and_axes(ax)
     ax.plot(paths[..., 0], paths[..., 1], color="0.4", linewidth=linewidth, alpha=alpha)
     ax.scatter(paths[0, :, 0], paths[0, :, 1], marker="x", s=12, color="tab:blue", label="start")
@@ -231,7 +226,7 @@ def density_grid(xlim: tuple[float, float], ylim: tuple[float, float], resolutio
     centre of pixel ``[i, j]`` (row i from the bottom, column j from the left).
     """
     (x0, x1), (y0, y1) = _interval(xlim, "xlim"), _interval(ylim, "ylim")
-    resolution = _positive_int(resolution, "resolution")
+    resolution = check_int(resolution, "resolution")
     centres = (np.arange(resolution) + 0.5) / resolution
     xs, ys = x0 + (x1 - x0) * centres, y0 + (y1 - y0) * centres
     gx, gy = np.meshgrid(xs, ys)  # gx[i, j] = xs[j], gy[i, j] = ys[i]

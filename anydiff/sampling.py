@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ._utils import append_dims, check_finite
+from ._utils import append_dims, check_finite, check_int
 from .parameterization import check_prediction, eps_from_x0, to_x0_eps
 from .process import q_posterior, q_sample, q_step, randn_like
 from .schedules import Schedule
@@ -487,12 +487,6 @@ def _check_sampler(sampler: str) -> str:
     return sampler
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return value
-
-
 def _check_inpainting(known, mask, shape, device, dtype):
     if (known is None) != (mask is None):
         raise ValueError("known and mask go together: pass both (mask is 1 where known) or neither")
@@ -621,8 +615,8 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
         raise ValueError(f"eta applies to sampler='ddim' only; got sampler={sampler!r} with eta={eta}")
     if guidance_scale is not None and cond is None:
         raise ValueError("guidance_scale needs cond: guidance contrasts the model with and without it")
-    _positive_int(resample, "resample")
-    _positive_int(corrector_steps, "corrector_steps")
+    check_int(resample, "resample")
+    check_int(corrector_steps, "corrector_steps")
     if resample > 1 and known is None:
         raise ValueError("resample > 1 is RePaint resampling and needs known and mask")
     if x_T is not None:

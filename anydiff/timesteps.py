@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._utils import check_time
+from ._utils import check_int, check_time
 from .schedules import Schedule
 
 __all__ = ["make_timesteps", "SPACINGS", "GridDensity", "optimize_grid", "measure_x0_derivatives",
@@ -110,12 +110,6 @@ def solver_order(sampler: str) -> int:
     return SOLVER_ORDERS.get(sampler, 1)
 
 
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
-    return value
-
-
 class GridDensity:
     """A density of steps over log-SNR from which a grid of any number of steps is drawn.
 
@@ -165,7 +159,7 @@ class GridDensity:
 
     def timesteps(self, schedule: Schedule, steps: int) -> Tensor:
         """The time grid of ``steps`` steps, shape ``(steps + 1,)`` float64, from t = 1 to t = 0."""
-        _check_int(steps, "steps")
+        check_int(steps, "steps")
         lam = self.quantile(torch.arange(steps, dtype=torch.float64) / steps)
         t = schedule.t_of_log_snr(lam)
         t[0] = 1.0
@@ -197,11 +191,11 @@ def measure_x0_derivatives(model, schedule: Schedule, *, prediction: str = "eps"
     from .sampling import clip_bounds, sample  # sampling imports this module
 
     check_prediction(prediction)
-    _check_int(n_fine, "n_fine", 8)
+    check_int(n_fine, "n_fine", 8)
     if x_T is None:
         if event_shape is None:
             raise ValueError("event_shape is needed when x_T is not given")
-        _check_int(n_probe, "n_probe")
+        check_int(n_probe, "n_probe")
         shape = (n_probe, *tuple(int(s) for s in event_shape))
         x_T = torch.randn(shape, generator=generator, dtype=torch.float64,
                           device=generator.device if generator is not None else "cpu")
@@ -265,7 +259,7 @@ def _check_density_args(order, floor, smooth, knots, units="data") -> tuple[int,
         raise ValueError(f"floor={floor!r} must lie in (0, 1]")
     if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not smooth >= 0:
         raise ValueError(f"smooth={smooth!r} must be a number >= 0")
-    _check_int(knots, "knots", 2)
+    check_int(knots, "knots", 2)
     if units not in UNITS:
         raise ValueError(f"units={units!r} must be one of {UNITS}")
     return orders

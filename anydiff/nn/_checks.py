@@ -11,6 +11,8 @@ import numbers
 import torch
 from torch import Tensor
 
+from .._utils import check_int
+
 __all__ = [
     "check_choice",
     "check_data",
@@ -27,9 +29,7 @@ def check_positive_int(value: int | None, name: str, optional: bool = False) -> 
     """Return ``value`` if it is an int >= 1 (or None when ``optional``); else ValueError."""
     if optional and value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return int(value)
+    return check_int(value, name)
 
 
 def check_dropout(dropout: float) -> float:

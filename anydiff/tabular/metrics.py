@@ -44,6 +44,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .._utils import check_int
+
 __all__ = ["column_shapes", "column_pair_trends", "c2st", "ml_efficiency", "dcr",
            "missing_rate_error", "missing_pattern_similarity"]
 
@@ -91,12 +93,6 @@ def _check_seed(random_state) -> None:
     if random_state is not None and (isinstance(random_state, bool)
                                      or not isinstance(random_state, numbers.Integral)):
         raise ValueError(f"random_state={random_state!r} must be an int or None")
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
-    return int(value)
 
 
 def _column_kind(series: pd.Series) -> str:
@@ -368,7 +364,7 @@ def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, max_pairs: i
     synthetic = _align(real, "real", synthetic, "synthetic")
     _check_seed(random_state)
     if max_pairs is not None:
-        max_pairs = _check_int(max_pairs, "max_pairs", 1)
+        max_pairs = check_int(max_pairs, "max_pairs", 1)
     _import_sdmetrics()
     from sdmetrics.column_pairs import ContingencySimilarity, CorrelationSimilarity
     from sdmetrics.errors import ConstantInputError, IncomputableMetricError
@@ -461,7 +457,7 @@ def c2st(real: pd.DataFrame, synthetic: pd.DataFrame, *, n_splits: int = 5,
     """
     _check_frame(real, "real")
     synthetic = _align(real, "real", synthetic, "synthetic")
-    n_splits = _check_int(n_splits, "n_splits", 2)
+    n_splits = check_int(n_splits, "n_splits", 2)
     _check_seed(random_state)
     for name, t in (("real", real), ("synthetic", synthetic)):
         if len(t) < n_splits:
@@ -725,7 +721,7 @@ def dcr(synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, *,
     holdout = _align(train, "train", holdout, "holdout")
     _check_seed(random_state)
     if max_rows is not None:
-        max_rows = _check_int(max_rows, "max_rows", 1)
+        max_rows = check_int(max_rows, "max_rows", 1)
     from sklearn.neighbors import NearestNeighbors
 
     kinds = _kinds(train)
