@@ -19,7 +19,7 @@ from torch import Tensor
 from ._utils import as_generator, check_finite, check_time
 from .parameterization import check_prediction, from_x0_eps
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "random_mixture"]
 
 
 class GaussianMixture:
@@ -167,3 +167,25 @@ class GaussianMixture:
 
     def __repr__(self) -> str:
         return f"GaussianMixture(n_components={self.n_components}, event_shape={self.event_shape})"
+
+
+def random_mixture(dim: int = 16, weights=(0.35, 0.25, 0.20, 0.12, 0.08), *,
+                   eigenvalues: tuple[float, float] = (0.01, 0.25), seed: int = 1234) -> GaussianMixture:
+    """A mixture of ``len(weights)`` full-covariance Gaussians in ``dim`` dimensions with narrow,
+    differently oriented components: means ~ N(0, I); covariances ``Q diag(l) Q^T`` with Q the
+    orthogonal factor of a Gaussian matrix and ``l`` log-uniform in ``eigenvalues`` (component
+    standard deviations 0.1 to 0.5 by default). The defaults are the 16-D reference problem of
+    ``benchmarks/samplers.py`` and the tests. Deterministic from ``seed``."""
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    lo, hi = (float(v) for v in eigenvalues)
+    if not 0 < lo <= hi or not math.isfinite(hi):
+        raise ValueError(f"eigenvalues={eigenvalues!r} must be (low, high) with 0 < low <= high")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim={dim!r} must be a positive integer")
+    g = torch.Generator().manual_seed(seed)
+    k = w.shape[0]
+    means = torch.randn(k, dim, generator=g, dtype=torch.float64)
+    Q, _ = torch.linalg.qr(torch.randn(k, dim, dim, generator=g, dtype=torch.float64))
+    log_l = math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(k, dim, generator=g, dtype=torch.float64)
+    covs = Q @ torch.diag_embed(log_l.exp()) @ Q.transpose(1, 2)
+    return GaussianMixture(w, means, 0.5 * (covs + covs.transpose(1, 2)))

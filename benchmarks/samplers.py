@@ -66,23 +66,15 @@ class Problem:
     grids: dict | None = None  # {order: GridDensity} of timesteps="optimized" (None: not computed)
 
 
-def ring_2d(K: int = 8, radius: float = 2.0, std: float = 0.1) -> ad.oracles.GaussianMixture:
-    angles = torch.arange(K, dtype=torch.float64) * 2 * math.pi / K
-    means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
-    return ad.oracles.GaussianMixture(torch.ones(K), means, torch.full((K,), std))
+def ring_2d() -> ad.oracles.GaussianMixture:
+    """Eight equal Gaussians of std 0.1 on a circle of radius 2."""
+    return ad.datasets.eight_gaussians_mixture(noise=0.1)
 
 
-def mixture_16d(D: int = 16, K: int = 5, seed: int = 1234) -> ad.oracles.GaussianMixture:
-    """Means ~ N(0, I); covariances Q diag(l) Q^T with Q a random rotation and l log-uniform in
-    [0.01, 0.25] (component standard deviations 0.1 to 0.5); fixed unequal weights."""
-    g = torch.Generator().manual_seed(seed)
-    weights = torch.tensor([0.35, 0.25, 0.20, 0.12, 0.08], dtype=torch.float64)[:K]
-    means = torch.randn(K, D, generator=g, dtype=torch.float64)
-    Q, _ = torch.linalg.qr(torch.randn(K, D, D, generator=g, dtype=torch.float64))
-    log_l = math.log(0.01) + (math.log(0.25) - math.log(0.01)) * torch.rand(K, D, generator=g, dtype=torch.float64)
-    covs = Q @ torch.diag_embed(log_l.exp()) @ Q.transpose(1, 2)
-    covs = 0.5 * (covs + covs.transpose(1, 2))
-    return ad.oracles.GaussianMixture(weights, means, covs)
+def mixture_16d() -> ad.oracles.GaussianMixture:
+    """D = 16, K = 5 unequal weights, random full covariances with eigenvalues log-uniform in
+    [0.01, 0.25]: :func:`anydiff.oracles.random_mixture` at its defaults."""
+    return ad.oracles.random_mixture()
 
 
 # ------------------------------------------------------------------------------------------------

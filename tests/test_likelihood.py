@@ -133,18 +133,12 @@ def test_finished_rows_are_not_evaluated_and_conditions_follow_their_rows():
 
 def ring_2d():
     """Eight Gaussians, std 0.1, on a circle of radius 2."""
-    return ring(8, 2.0, 0.1)
+    return ad.datasets.eight_gaussians_mixture(noise=0.1)
 
 
-def mixture_16d(D=16, K=5, seed=1234):
+def mixture_16d():
     """D = 16, K = 5, random full covariances with eigenvalues log-uniform in [0.01, 0.25]."""
-    g = torch.Generator().manual_seed(seed)
-    weights = torch.tensor([0.35, 0.25, 0.20, 0.12, 0.08], dtype=torch.float64)[:K]
-    means = torch.randn(K, D, generator=g, dtype=torch.float64)
-    Q, _ = torch.linalg.qr(torch.randn(K, D, D, generator=g, dtype=torch.float64))
-    log_l = math.log(0.01) + (math.log(0.25) - math.log(0.01)) * torch.rand(K, D, generator=g, dtype=torch.float64)
-    covs = Q @ torch.diag_embed(log_l.exp()) @ Q.transpose(1, 2)
-    return ad.oracles.GaussianMixture(weights, means, 0.5 * (covs + covs.transpose(1, 2)))
+    return ad.oracles.random_mixture()
 
 
 @pytest.mark.parametrize("problem,n", [("ring_2d", 128), ("mixture_16d", 64)])

@@ -99,3 +99,17 @@ def test_bad_input():
     gm = ad.oracles.GaussianMixture([1.0], [[0.0, 0.0]], [1.0])
     with pytest.raises(ValueError, match="shape"):
         gm.log_prob(torch.zeros(3, 3))
+
+
+def test_random_mixture_is_deterministic_with_covariances_in_the_stated_range():
+    gm = ad.oracles.random_mixture(6, (0.5, 0.3, 0.2), eigenvalues=(0.04, 0.09), seed=3)
+    again = ad.oracles.random_mixture(6, (0.5, 0.3, 0.2), eigenvalues=(0.04, 0.09), seed=3)
+    assert torch.equal(gm.covs, again.covs) and torch.equal(gm.means, again.means)
+    assert gm.covs.shape == (3, 6, 6) and torch.allclose(gm.covs, gm.covs.transpose(1, 2))
+    eig = torch.linalg.eigvalsh(gm.covs)
+    assert float(eig.min()) >= 0.04 - 1e-12 and float(eig.max()) <= 0.09 + 1e-12
+    assert torch.allclose(gm.weights, torch.tensor([0.5, 0.3, 0.2], dtype=gm.weights.dtype))
+    assert not torch.equal(ad.oracles.random_mixture(6, (0.5, 0.3, 0.2), seed=4).means, gm.means)
+    for bad in [dict(eigenvalues=(0.0, 1.0)), dict(eigenvalues=(0.5, 0.1)), dict(dim=0)]:
+        with pytest.raises(ValueError, match="eigenvalues|dim"):
+            ad.oracles.random_mixture(**bad)

@@ -10,9 +10,7 @@ from anydiff.timesteps import (GridDensity, density_from_derivatives, make_times
 SCHED = ad.schedules.cosine(1000)
 # eight narrow Gaussians on a ring (the benchmark's ring-2d): x0_hat changes fast over a short
 # stretch of log-SNR, where the modes separate
-ANGLES = torch.arange(8, dtype=torch.float64) * 2 * torch.pi / 8
-RING = ad.oracles.GaussianMixture(torch.ones(8), 2 * torch.stack([ANGLES.cos(), ANGLES.sin()], 1),
-                                  torch.full((8,), 0.1))
+RING = ad.datasets.eight_gaussians_mixture(noise=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +79,8 @@ def test_measured_derivatives_match_the_closed_form_for_a_gaussian():
 
 
 def mixture_16d():
-    """The benchmark's 16-D mixture: K = 5 unequal weights, means N(0, I), random full
-    covariances with standard deviations 0.1 to 0.5 (seed 1234)."""
-    g = torch.Generator().manual_seed(1234)
-    weights = torch.tensor([0.35, 0.25, 0.20, 0.12, 0.08], dtype=torch.float64)
-    means = torch.randn(5, 16, generator=g, dtype=torch.float64)
-    Q, _ = torch.linalg.qr(torch.randn(5, 16, 16, generator=g, dtype=torch.float64))
-    log_l = np.log(0.01) + (np.log(0.25) - np.log(0.01)) * torch.rand(5, 16, generator=g, dtype=torch.float64)
-    covs = Q @ torch.diag_embed(log_l.exp()) @ Q.transpose(1, 2)
-    return ad.oracles.GaussianMixture(weights, means, 0.5 * (covs + covs.transpose(1, 2)))
+    """The benchmark's 16-D mixture (K = 5 unequal weights, full covariances, std 0.1 to 0.5)."""
+    return ad.oracles.random_mixture()
 
 
 def test_optimized_grid_is_no_worse_than_trailing_at_10_steps():
