@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ._utils import append_dims, check_finite, check_int
-from .parameterization import check_prediction, eps_from_x0, to_x0_eps
+from .parameterization import check_prediction, eps_from_x0, to_x0_eps, x0_from_eps
 from .process import q_posterior, q_sample, q_step, randn_like
 from .schedules import Schedule
 from .timesteps import SIGMA_TILDE_MAX, make_timesteps
@@ -39,14 +39,37 @@ class Denoiser:
     ``clip_x0`` (None by default: non-image data have no natural range) clamps x0_hat: a number
     ``c`` to ``[-c, c]``, or a pair ``(low, high)`` of tensors that broadcast against the event
     shape (per-feature bounds, such as the range of the training data); see :func:`clip_bounds`.
+
+    Guidance by an energy ``E(x0) -> (B,)`` (low where a sample satisfies a constraint) moves the
+    estimate down E's gradient at every call, ``energy_scale`` the step size:
+
+    - ``energy_gradient="x0"`` (default): ``x0' = x0_hat - s grad_x0 E(x0_hat)``, one gradient
+      step on the clean estimate (the "backward" universal guidance of Bansal et al. 2023,
+      reconstruction guidance on x0_hat); the network is not differentiated, so it costs one
+      evaluation of E and its gradient.
+    - ``energy_gradient="x_t"``: the score gets ``-s grad_{x_t} E(x0_hat(x_t))``, i.e.
+      ``eps' = eps_hat + s sigma_t grad_{x_t} E`` (classifier guidance, Dhariwal & Nichol 2021,
+      with E on the denoised estimate as in DPS, Chung et al. 2023): backpropagates through the
+      network at every call.
+
+    eps is then recomputed from ``x_t`` and the guided x0 (or x0 from the guided eps), so every
+    sampler follows the guided estimate.
     """
 
     def __init__(self, model: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
-                 guidance_scale: float | None = None, clip_x0=None):
+                 guidance_scale: float | None = None, clip_x0=None, energy: Callable | None = None,
+                 energy_scale: float = 1.0, energy_gradient: str = "x0"):
         self.model, self.schedule = model, schedule
         self.prediction = check_prediction(prediction)
         self.cond, self.guidance_scale = cond, guidance_scale
         self.clip_x0 = None if clip_x0 is None else clip_bounds(clip_x0)
+        if energy is not None and not callable(energy):
+            raise ValueError(f"energy must be a callable E(x0) -> (B,) energies, got {type(energy).__name__}")
+        if energy_gradient not in ("x0", "x_t"):
+            raise ValueError(f"energy_gradient={energy_gradient!r} must be 'x0' or 'x_t'")
+        if not math.isfinite(float(energy_scale)) or float(energy_scale) < 0:
+            raise ValueError(f"energy_scale={energy_scale!r} must be a finite number >= 0")
+        self.energy, self.energy_scale, self.energy_gradient = energy, float(energy_scale), energy_gradient
         self.evaluations = 0
 
     def _call(self, x: Tensor, t: Tensor, cond) -> Tensor:
@@ -57,14 +80,47 @@ class Denoiser:
             raise ValueError(f"model output has shape {shape}; it must be shaped like x_t {tuple(x.shape)}")
         return out
 
-    def __call__(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def _estimate(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x0_hat, eps_hat)`` from the model (with classifier-free guidance), no energy."""
         t_model = t.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
         out = self._call(x, t_model, self.cond)
         if self.guidance_scale is not None:
             uncond = self._call(x, t_model, None)
             out = uncond + self.guidance_scale * (out - uncond)
         alpha, sigma = self.schedule.alpha_sigma(t)
-        x0, eps = to_x0_eps(out, self.prediction, x, _c(alpha, x), _c(sigma, x))
+        return to_x0_eps(out, self.prediction, x, _c(alpha, x), _c(sigma, x))
+
+    def _energy_grad(self, point: Tensor, energy_of: Tensor) -> Tensor:
+        """The gradient of ``sum(E)`` with respect to ``point`` (which requires grad)."""
+        energy = self.energy(energy_of)
+        if not torch.is_tensor(energy) or energy.shape != point.shape[:1]:
+            shape = tuple(energy.shape) if torch.is_tensor(energy) else type(energy).__name__
+            raise ValueError(f"energy must return one value per sample, shape ({point.shape[0]},); got {shape}")
+        if not energy.requires_grad:
+            raise ValueError("energy's output does not depend differentiably on x0: write it with torch "
+                             "operations on the tensor it is given (no .numpy(), .item() or .detach())")
+        check_finite(energy.detach(), "energy(x0)")
+        (grad,) = torch.autograd.grad(energy.sum(), point, allow_unused=True)
+        return torch.zeros_like(point) if grad is None else torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def __call__(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        alpha, sigma = self.schedule.alpha_sigma(t)
+        if self.energy is None or self.energy_scale == 0:
+            x0, eps = self._estimate(x, t)
+        elif self.energy_gradient == "x0":  # a gradient step on the clean estimate
+            x0, eps = self._estimate(x, t)
+            with torch.enable_grad():
+                x0_req = x0.detach().requires_grad_(True)
+                x0 = x0 - self.energy_scale * self._energy_grad(x0_req, x0_req)
+            eps = torch.where(_c(sigma, x) > 0, eps_from_x0(x0, x, _c(alpha, x), _c(sigma, x)), eps)
+        else:  # the score gets -s grad_{x_t} E(x0_hat(x_t))
+            with torch.enable_grad():
+                x_req = x.detach().requires_grad_(True)
+                x0, eps = self._estimate(x_req, t)
+                grad = self._energy_grad(x_req, x0)
+            eps = eps.detach() + self.energy_scale * _c(sigma, x) * grad
+            x0 = torch.where(_c(alpha, x) > 0, x0_from_eps(eps, x, _c(alpha.clamp_min(1e-30), x), _c(sigma, x)),
+                             x0.detach())
         if self.clip_x0 is not None:
             low, high = (b.to(x.device, x.dtype) for b in self.clip_x0)
             x0 = torch.clamp(x0, low, high)
@@ -559,6 +615,7 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
            mask: Tensor | None = None, timesteps: str | Tensor = "trailing", x_T: Tensor | None = None,
            progress: bool = False, return_trajectory: bool = False, resample: int = 1,
            corrector_steps: int = 1, snr: float | None = None, clip_x0=None,
+           energy: Callable | None = None, energy_scale: float = 1.0, energy_gradient: str = "x0",
            device=None, dtype: torch.dtype = torch.float32):
     """Draw samples from a diffusion model.
 
@@ -593,6 +650,11 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
         chain from one noise level to the next and so needs larger steps.
     clip_x0 : clamp x0_hat: a number ``c`` to [-c, c], or a pair ``(low, high)`` of per-feature
         bounds broadcasting against the event shape; None (default) never clips.
+    energy, energy_scale, energy_gradient : guidance by a differentiable energy ``E(x0) -> (B,)``
+        of the clean estimate (a constraint's violation, a reprojection error, a classifier's
+        negative log-probability), followed down its gradient with step ``energy_scale`` at every
+        model call; ``energy_gradient="x0"`` steps on the clean estimate (cheap), ``"x_t"``
+        differentiates through the network (classifier guidance / DPS); see :class:`Denoiser`.
     device, dtype : where and in what dtype to sample when x_T does not say.
 
     Returns
@@ -638,7 +700,8 @@ def sample(model: Callable, shape, *, schedule: Schedule, sampler: str = "dpmpp_
 
     if clip_x0 is not None:
         clip_x0 = clip_bounds(clip_x0, shape[1:])
-    den = Denoiser(model, schedule, prediction, cond=cond, guidance_scale=guidance_scale, clip_x0=clip_x0)
+    den = Denoiser(model, schedule, prediction, cond=cond, guidance_scale=guidance_scale, clip_x0=clip_x0,
+                   energy=energy, energy_scale=energy_scale, energy_gradient=energy_gradient)
     if snr is None:
         snr = 0.5 if sampler == "langevin" else 0.16
     if not float(snr) > 0:
