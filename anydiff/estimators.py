@@ -157,8 +157,9 @@ class DiffusionEstimator(BaseEstimator):
         return batch
 
     def _train(self, Z: np.ndarray, codes: np.ndarray | None = None, *, label_dropout: float = 0.0) -> None:
-        """Train the denoiser on encoded data ``Z`` (n, *event_shape) with optional class codes;
-        sets ``schedule_``, ``model_`` (the EMA weights), ``loss_curve_`` and ``n_iter_``."""
+        """Train the denoiser on encoded data ``Z`` (n, *event_shape) with optional class codes
+        ``(n,)`` (integers) or continuous conditions ``(n, cond_dim)`` (floats); sets
+        ``schedule_``, ``model_`` (the EMA weights), ``loss_curve_`` and ``n_iter_``."""
         seed = _seed_from(self.random_state)
         steps = self._max_steps(len(Z))
         self.schedule_ = _SCHEDULES[self.schedule](self.n_timesteps)
@@ -168,16 +169,24 @@ class DiffusionEstimator(BaseEstimator):
         trainer = Trainer(net, self.schedule_, prediction=self.prediction, batch_size=self._batch(len(Z)),
                           max_steps=steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, steps // 10)), ema_decay=self.ema_decay,
-                          label_dropout=label_dropout, reference_batch=int(self.reference_batch),
+                          label_dropout=label_dropout, reference_batch=self._reference_batch(codes),
                           device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
-            trainer.fit(torch.from_numpy(Z).float(),
-                        cond=None if codes is None else torch.from_numpy(codes.astype(np.int64)))
+            if codes is not None:
+                codes = torch.from_numpy(codes).float() if np.issubdtype(codes.dtype, np.floating) \
+                    else torch.from_numpy(codes.astype(np.int64))
+            trainer.fit(torch.from_numpy(Z).float(), cond=codes)
         self.model_ = trainer.ema_model.eval()
         self.loss_curve_ = [h["loss"] for h in trainer.history]
         self.n_iter_ = trainer.step
         if self._optimized_grid:
             self._fit_timestep_grid()
+
+    def _reference_batch(self, codes) -> int:
+        """``reference_batch``, or 0 for continuous conditions: the stable target field needs
+        discrete ones (a row's references are the rows of its class) or none."""
+        continuous = codes is not None and np.issubdtype(np.asarray(codes).dtype, np.floating)
+        return 0 if continuous else int(self.reference_batch)
 
     def _fit_timestep_grid(self) -> None:
         """Measure the grids of ``timesteps="optimized"`` from the EMA denoiser (one for each
@@ -232,23 +241,31 @@ class DiffusionEstimator(BaseEstimator):
                     clip_x0=self._clip_bounds())
 
     def _generate(self, n_samples: int, *, y=None, guidance_scale: float | None = None, random_state=None,
-                  chunk_size: int = 65536) -> torch.Tensor:
-        """``n_samples`` encoded samples ``(n, *event_shape)``, in chunks of ``chunk_size`` rows."""
+                  chunk_size: int = 65536, cond: torch.Tensor | None = None, energy=None,
+                  energy_scale: float = 1.0) -> torch.Tensor:
+        """``n_samples`` encoded samples ``(n, *event_shape)``, in chunks of ``chunk_size`` rows.
+
+        ``y`` are class labels (encoded here); ``cond`` an already encoded condition tensor with
+        one row per sample. ``energy(x0, rows)`` (``rows`` the slice of the samples in the chunk)
+        guides by its gradient (:class:`anydiff.sampling.Denoiser`), ``energy_scale`` the step.
+        """
         check_is_fitted(self)
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples={n_samples!r} must be a positive integer")
-        if guidance_scale is not None and y is None:
+        if guidance_scale is not None and y is None and cond is None:
             raise ValueError("guidance_scale needs y: guidance sharpens the class given in y")
-        cond = self._encode_labels(y, int(n_samples))
+        if cond is None:
+            cond = self._encode_labels(y, int(n_samples))
         gen = as_generator(random_state)
         out = []
         for lo in range(0, n_samples, chunk_size):
             hi = min(lo + chunk_size, n_samples)
+            chunk_energy = None if energy is None else (lambda x0, rows=slice(lo, hi): energy(x0, rows))
             with self._threads():
                 out.append(sample(self.model_, (hi - lo, *self._event_shape()), sampler=self.sampler,
                                   steps=self.sampling_steps, generator=gen, device=self._device(),
                                   cond=None if cond is None else cond[lo:hi], guidance_scale=guidance_scale,
-                                  **self._sample_kwargs()))
+                                  energy=chunk_energy, energy_scale=energy_scale, **self._sample_kwargs()))
         return torch.cat(out)
 
     def _inpaint(self, known: np.ndarray, mask: np.ndarray, *, resample: int = 10, steps: int | None = None,

@@ -17,7 +17,6 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import as_generator
 from ..estimators import DiffusionEstimator
 from ..nn import ResidualMLP
 from .encoders import TableEncoder
