@@ -9,18 +9,18 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("datasets", "estimators", "io", "latent", "likelihood", "losses", "metrics", "nn", "oracles",
-               "parameterization", "plot", "points", "process", "sampling", "schedules", "tabular",
+               "parameterization", "plot", "points", "poses", "process", "sampling", "schedules", "tabular",
                "timesteps", "training")
 _NAMES = {  # public name -> the submodule that defines it
     "Schedule": "schedules", "convert": "parameterization", "sample": "sampling", "encode": "sampling",
     "log_likelihood": "likelihood", "Trainer": "training", "VectorDiffusion": "estimators", "load": "io",
-    "TabularDiffusion": "tabular", "PointCloudDiffusion": "points",
+    "TabularDiffusion": "tabular", "PointCloudDiffusion": "points", "PoseDiffusion": "poses",
 }
 
 __all__ = ["Schedule", "schedules", "convert", "sample", "encode", "log_likelihood", "oracles",
            "parameterization", "process", "timesteps", "losses", "nn", "datasets", "metrics", "Trainer",
-           "VectorDiffusion", "TabularDiffusion", "PointCloudDiffusion", "tabular", "points", "load",
-           "__version__"]
+           "VectorDiffusion", "TabularDiffusion", "PointCloudDiffusion", "PoseDiffusion", "tabular", "points",
+           "poses", "load", "__version__"]
 
 
 def __getattr__(name):
