@@ -10,13 +10,15 @@ diffusion estimator that proposes many plausible poses for an ambiguous input.
   pytorch-kinematics), :func:`panda`, :func:`refine_ik` (damped least squares).
 * :mod:`anydiff.poses.metrics` -- rotation errors, aggregation, geodesic MMD, mode coverage and the
   best-of-H oracle.
+* :mod:`anydiff.poses.camera` -- pinhole projection, the reprojection error (a guidance energy),
+  synthetic keypoint views of known objects, symmetric ones included.
 
 Needs ``pip install 'anydiff[poses]'`` (xarray, roma, pytorch-kinematics); ``import anydiff`` does
 not load them.
 """
-from . import kinematics, metrics, rotations
+from . import camera, kinematics, metrics, rotations
 from .estimator import PoseDiffusion, aggregate
 from .kinematics import KinematicChain, panda, refine_ik
 
-__all__ = ["PoseDiffusion", "aggregate", "KinematicChain", "panda", "refine_ik", "kinematics", "metrics",
+__all__ = ["PoseDiffusion", "aggregate", "KinematicChain", "panda", "refine_ik", "camera", "kinematics", "metrics",
            "rotations"]
