@@ -27,8 +27,9 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import schedules as _schedules
-from ._utils import as_generator, resolve_device
+from ._utils import as_generator, check_int, resolve_device
 from . import io as _io
+from .distill import progressive_distillation
 from .likelihood import log_likelihood
 from .nn import ResidualMLP
 from .sampling import SAMPLERS, encode, sample
@@ -177,6 +178,7 @@ class DiffusionEstimator(BaseEstimator):
                     else torch.from_numpy(codes.astype(np.int64))
             trainer.fit(torch.from_numpy(Z).float(), cond=codes)
         self.model_ = trainer.ema_model.eval()
+        self.students_ = {}  # a refit drops the students of the previous model
         self.loss_curve_ = [h["loss"] for h in trainer.history]
         self.n_iter_ = trainer.step
         if self._optimized_grid:
@@ -203,6 +205,24 @@ class DiffusionEstimator(BaseEstimator):
                                                  x_T=x_T, n_fine=GRID_FINE_STEPS, cond=cond,
                                                  order=tuple(range(1, MAX_ORDER + 1)))
 
+    def _distill(self, Z: np.ndarray, codes: np.ndarray | None, *, steps: int, teacher_steps: int,
+                 steps_per_round: int, label_dropout: float = 0.0) -> None:
+        """Progressive distillation (:func:`anydiff.distill.progressive_distillation`) of the
+        fitted model on encoded data ``Z``; adds the students to ``students_``."""
+        check_is_fitted(self)
+        if codes is not None:
+            codes = torch.from_numpy(codes).float() if np.issubdtype(codes.dtype, np.floating) \
+                else torch.from_numpy(codes.astype(np.int64))
+        seed = _seed_from(self.random_state)
+        with torch.random.fork_rng(devices=[]), self._threads():
+            students = progressive_distillation(
+                self.model_, torch.from_numpy(Z).float(), schedule=self.schedule_, prediction=self.prediction,
+                steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round, cond=codes,
+                label_dropout=label_dropout, batch_size=self._batch(len(Z)), learning_rate=self.learning_rate,
+                warmup_steps=max(1, min(100, steps_per_round // 10)), ema_decay=self.ema_decay,
+                device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps_per_round))
+        self.students_ = {**(getattr(self, "students_", None) or {}), **students}
+
     # -- generation ----------------------------------------------------------------------------
     def _device(self) -> torch.device:
         return next(self.model_.parameters()).device
@@ -227,31 +247,36 @@ class DiffusionEstimator(BaseEstimator):
                              f"known labels are {self.classes_.tolist()[:10]}")
         return torch.from_numpy(codes.astype(np.int64)).to(self._device())
 
-    def _timesteps(self):
+    def _timesteps(self, steps: int | None = None):
         """The ``timesteps`` for :func:`anydiff.sample`: the spacing's name, or with
-        ``"optimized"`` the model's own grid of ``sampling_steps`` steps for the sampler's order."""
+        ``"optimized"`` the model's own grid of ``steps`` (default ``sampling_steps``) steps for
+        the sampler's order."""
         if self.timesteps != "optimized":
             return self.timesteps
         if getattr(self, "timestep_grids_", None) is None:  # a file saved before the grids existed
             self._fit_timestep_grid()
-        return self.timestep_grids_[solver_order(self.sampler)].timesteps(self.schedule_, self.sampling_steps)
+        return self.timestep_grids_[solver_order(self.sampler)].timesteps(self.schedule_,
+                                                                          steps or self.sampling_steps)
 
-    def _sample_kwargs(self) -> dict:
-        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self._timesteps(),
+    def _sample_kwargs(self, steps: int | None = None) -> dict:
+        return dict(schedule=self.schedule_, prediction=self.prediction, timesteps=self._timesteps(steps),
                     clip_x0=self._clip_bounds())
 
     def _generate(self, n_samples: int, *, y=None, guidance_scale: float | None = None, random_state=None,
                   chunk_size: int = 65536, cond: torch.Tensor | None = None, energy=None,
-                  energy_scale: float = 1.0) -> torch.Tensor:
+                  energy_scale: float = 1.0, steps: int | None = None) -> torch.Tensor:
         """``n_samples`` encoded samples ``(n, *event_shape)``, in chunks of ``chunk_size`` rows.
 
         ``y`` are class labels (encoded here); ``cond`` an already encoded condition tensor with
         one row per sample. ``energy(x0, rows)`` (``rows`` the slice of the samples in the chunk)
         guides by its gradient (:class:`anydiff.sampling.Denoiser`), ``energy_scale`` the step.
+        ``steps`` (default ``sampling_steps``): a distilled student of that many steps if
+        :meth:`distill` made one, else the model's sampler with that many steps.
         """
         check_is_fitted(self)
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples={n_samples!r} must be a positive integer")
+        model, kwargs = self._sampling_setup(steps)
         if guidance_scale is not None and y is None and cond is None:
             raise ValueError("guidance_scale needs y: guidance sharpens the class given in y")
         if cond is None:
@@ -262,11 +287,23 @@ class DiffusionEstimator(BaseEstimator):
             hi = min(lo + chunk_size, n_samples)
             chunk_energy = None if energy is None else (lambda x0, rows=slice(lo, hi): energy(x0, rows))
             with self._threads():
-                out.append(sample(self.model_, (hi - lo, *self._event_shape()), sampler=self.sampler,
-                                  steps=self.sampling_steps, generator=gen, device=self._device(),
+                out.append(sample(model, (hi - lo, *self._event_shape()), generator=gen, device=self._device(),
                                   cond=None if cond is None else cond[lo:hi], guidance_scale=guidance_scale,
-                                  energy=chunk_energy, energy_scale=energy_scale, **self._sample_kwargs()))
+                                  energy=chunk_energy, energy_scale=energy_scale, **kwargs))
         return torch.cat(out)
+
+    def _sampling_setup(self, steps: int | None) -> tuple[torch.nn.Module, dict]:
+        """The network and the :func:`anydiff.sample` options for ``steps`` steps (None: the
+        estimator's ``sampling_steps``): a distilled student of exactly that many steps samples
+        with DDIM on its own uniform grid, otherwise the trained model with ``sampler``."""
+        if steps is not None:
+            steps = check_int(steps, "steps")
+            student = (getattr(self, "students_", None) or {}).get(steps)
+            if student is not None:
+                return student, dict(schedule=self.schedule_, prediction=self.prediction, sampler="ddim",
+                                     steps=steps, timesteps="trailing", clip_x0=self._clip_bounds())
+        kwargs = self._sample_kwargs(steps or self.sampling_steps)
+        return self.model_, dict(kwargs, sampler=self.sampler, steps=steps or self.sampling_steps)
 
     def _inpaint(self, known: np.ndarray, mask: np.ndarray, *, resample: int = 10, steps: int | None = None,
                  random_state=None) -> torch.Tensor:
@@ -293,6 +330,10 @@ class DiffusionEstimator(BaseEstimator):
         meta = {**meta, "classes": None if self.classes_ is None else self.classes_.tolist(),
                 "loss_curve": list(self.loss_curve_), "n_iter": int(self.n_iter_)}
         tensors = {**tensors, **{f"model.{k}": v for k, v in self.model_.state_dict().items()}}
+        students = getattr(self, "students_", None) or {}
+        for n, student in students.items():
+            tensors.update({f"student{n}.{k}": v for k, v in student.state_dict().items()})
+        meta = {**meta, "students": sorted(int(n) for n in students)}
         grids = getattr(self, "timestep_grids_", None)
         if grids is not None:
             orders = sorted(grids)
@@ -310,6 +351,13 @@ class DiffusionEstimator(BaseEstimator):
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         net.load_state_dict(state, strict=True)
         self.model_ = net.to(resolve_device(self.device, fallback=True)).eval().requires_grad_(False)
+        self.students_ = {}
+        for n in meta.get("students", []):
+            student = self._network()
+            prefix = f"student{n}."
+            student.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                    strict=True)
+            self.students_[int(n)] = student.to(self._device()).eval().requires_grad_(False)
         self.timestep_grids_ = None
         if "fitted.grid_cdf" in tensors:
             lam, cdf = tensors["fitted.grid_log_snr"].double(), tensors["fitted.grid_cdf"].double()
@@ -487,14 +535,32 @@ class VectorDiffusion(TransformerMixin, DiffusionEstimator):
 
     # -- generation ----------------------------------------------------------------------------
     def sample(self, n_samples: int = 1, *, y=None, guidance_scale: float | None = None,
-               random_state=None, chunk_size: int = 65536) -> np.ndarray:
+               random_state=None, chunk_size: int = 65536, steps: int | None = None) -> np.ndarray:
         """Draw ``n_samples`` rows in the units of X (float64 array), in chunks of ``chunk_size``.
 
         With ``y`` (one label or one per row) the samples are class-conditional; ``guidance_scale``
-        applies classifier-free guidance (1 = plain conditional, > 1 sharper classes).
+        applies classifier-free guidance (1 = plain conditional, > 1 sharper classes). ``steps``
+        (default ``sampling_steps``) uses the distilled student of that many steps when
+        :meth:`distill` made one (``students_``), else the sampler with that many steps.
         """
         return self._to_units(self._generate(n_samples, y=y, guidance_scale=guidance_scale,
-                                             random_state=random_state, chunk_size=chunk_size))
+                                             random_state=random_state, chunk_size=chunk_size, steps=steps))
+
+    def distill(self, X, y=None, *, steps: int = 8, teacher_steps: int = 128, steps_per_round: int = 1000):
+        """Train few-step students of the fitted model by progressive distillation (Salimans &
+        Ho 2022; :mod:`anydiff.distill`): ``teacher_steps`` DDIM steps of the model are halved,
+        round by round, down to ``steps``, each round ``steps_per_round`` optimizer steps on
+        ``X`` (and ``y``, for a conditional model: the data it was fitted on). Every student is kept
+        in ``students_`` (``{n_steps: network}``), saved with the model, and used by
+        ``sample(..., steps=n)``. Returns self."""
+        check_is_fitted(self)
+        if (y is None) != (self.classes_ is None):
+            raise ValueError("distill needs the data the model was fitted on: give y exactly when fit had y")
+        Z = self._standardize(X)
+        codes = None if y is None else self._encode_labels(np.asarray(y), len(Z)).cpu().numpy()
+        self._distill(Z, codes, steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round,
+                      label_dropout=self.label_dropout)
+        return self
 
     def impute(self, X, *, resample: int = 10, steps: int | None = None, random_state=None) -> np.ndarray:
         """Fill the NaN entries of ``X`` by sampling them conditioned on the observed ones.
