@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,14 +82,25 @@ def diversity(q):
     return float(d.sum((1, 2)).mean() / (H * (H - 1)))
 
 
+def solved_diversity(q, ok):
+    """Mean pairwise distance between a target's solved solutions, over targets with two or more."""
+    d = torch.cdist(q, q)
+    pair = ok[:, :, None] & ok[:, None, :] & ~torch.eye(q.shape[1], dtype=torch.bool)
+    k = ok.sum(1)
+    keep = k >= 2
+    return float(((d * pair).sum((1, 2))[keep] / (k[keep] * (k[keep] - 1))).mean()) if keep.any() else float("nan")
+
+
 def row(name, chain, q, p_t, R_t, seconds):
     pos, rot = errors(chain, q, p_t, R_t)
     lim = chain.joint_limits.to(q.dtype)
     within = ((q >= lim[:, 0] - 1e-9) & (q <= lim[:, 1] + 1e-9)).all(-1)
     ok = (pos < 5) & (rot < 2)
+    fine = (pos < 0.1) & (rot < 0.1)
     n = q.shape[0] * q.shape[1]
-    return [name, f"{pos.median():.2f}", f"{pos.mean():.2f}", f"{rot.median():.2f}", f"{rot.mean():.2f}",
-            f"{100 * within.double().mean():.1f}", f"{100 * ok.double().mean():.1f}", f"{diversity(q):.3f}",
+    return [name, f"{pos.median():.3g}", f"{pos.mean():.3g}", f"{rot.median():.3g}", f"{rot.mean():.3g}",
+            f"{100 * within.double().mean():.1f}", f"{100 * ok.double().mean():.1f}",
+            f"{100 * fine.double().mean():.1f}", f"{diversity(q):.3f}", f"{solved_diversity(q, ok):.3f}",
             f"{1000 * seconds / n:.3f}"]
 
 
@@ -110,9 +122,11 @@ def main(argv=None):
     ap.add_argument("--val-targets", type=int, default=50)
     ap.add_argument("--solutions", type=int, default=20)
     ap.add_argument("--refine-steps", type=int, default=5)
-    ap.add_argument("--scales", default="0,1e-4,3e-4,1e-3,3e-3,1e-2")
+    ap.add_argument("--scales", default="0,1e-6,3e-6,1e-5,3e-5,1e-4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--model-file", default=None,
+                    help="load the fitted model from this file if it exists, else fit and save it there")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 4k poses, 200 steps, 40 targets")
     args = ap.parse_args(argv)
     if args.quick:
@@ -122,9 +136,16 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     q_train = chain.sample_configurations(args.train, generator=gen)
     p_train, R_train = chain.forward(q_train)
-    model = ad.PoseDiffusion(max_steps=args.steps, batch_size=args.batch, hidden=args.hidden, depth=args.depth,
-                             sampling_steps=args.sampling_steps, device=args.device, random_state=args.seed)
-    _, fit_s = timed(lambda: model.fit(pose_dataset(chain, q_train), cond=pose_dataset(chain, p=p_train, R=R_train)))
+    if args.model_file and Path(args.model_file).exists():
+        model, fit_s = ad.load(args.model_file), float("nan")
+        model.set_params(sampling_steps=args.sampling_steps)
+    else:
+        model = ad.PoseDiffusion(max_steps=args.steps, batch_size=args.batch, hidden=args.hidden, depth=args.depth,
+                                 sampling_steps=args.sampling_steps, device=args.device, random_state=args.seed)
+        _, fit_s = timed(lambda: model.fit(pose_dataset(chain, q_train),
+                                           cond=pose_dataset(chain, p=p_train, R=R_train)))
+        if args.model_file:
+            model.save(args.model_file)
 
     def targets(n):
         q = chain.sample_configurations(n, generator=gen)
@@ -173,7 +194,8 @@ def main(argv=None):
     base_s = one_s * restarts
 
     header = ["method", "pos median (mm)", "pos mean (mm)", "rot median (deg)", "rot mean (deg)", "within limits %",
-              "< 5 mm & 2 deg %", "diversity (rad)", "s per 1000 solutions"]
+              "< 5 mm & 2 deg %", "< 0.1 mm & 0.1 deg %", "diversity (rad)", "diversity of the solved (rad)",
+              "s per 1000 solutions"]
     rows = [row("raw", chain, q_raw, p_t, R_t, raw_s),
             row(f"guided (scale {best_scale:g})", chain, q_guided, p_t, R_t, guided_s),
             row(f"raw + DLS x{args.refine_steps}", chain, q_raw_ref, p_t, R_t, raw_s + raw_ref_s),
