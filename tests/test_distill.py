@@ -69,3 +69,16 @@ def test_distill_bad_input(fitted):
         est.distill(X, np.zeros(len(X)), steps=4)
     with pytest.raises(ValueError, match="steps"):
         est.sample(3, steps=0)
+
+
+def test_tabular_students():
+    pytest.importorskip("pandas")
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=400), "c": rng.choice(["a", "b"], 400), "k": rng.integers(0, 5, 400)})
+    tab = ad.TabularDiffusion(max_steps=60, hidden=32, depth=1, device="cpu", random_state=0).fit(df)
+    tab.distill(df, steps=2, teacher_steps=4, steps_per_round=20)
+    out = tab.sample(50, steps=2, random_state=0)
+    assert sorted(tab.students_) == [2] and list(out.columns) == ["x", "c", "k"]
+    assert (out.dtypes == df.dtypes).all() and len(out) == 50

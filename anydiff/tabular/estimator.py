@@ -192,8 +192,18 @@ class TabularDiffusion(DiffusionEstimator):
         raise ValueError(f"conditions must be a dict {{column: value}} or a DataFrame of partial rows, got "
                          f"{type(conditions).__name__}")
 
+    def distill(self, X: pd.DataFrame, *, steps: int = 8, teacher_steps: int = 128, steps_per_round: int = 1000):
+        """Train few-step students by progressive distillation (Salimans & Ho 2022;
+        :mod:`anydiff.distill`) on the table the model was fitted on: ``teacher_steps`` DDIM
+        steps halved down to ``steps``, ``steps_per_round`` optimizer steps per halving. They are
+        kept in ``students_``, saved with the model and used by ``sample(n, steps=k)``. Returns self."""
+        check_is_fitted(self)
+        Z = self.encoder_.transform(X).astype(np.float64)
+        self._distill(Z, None, steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round)
+        return self
+
     def sample(self, n_samples: int | None = None, *, conditions=None, resample: int = 10,
-               random_state=None) -> pd.DataFrame:
+               random_state=None, steps: int | None = None) -> pd.DataFrame:
         """Draw a table of synthetic rows, with the training columns in order and their dtypes.
 
         Parameters
@@ -205,6 +215,9 @@ class TabularDiffusion(DiffusionEstimator):
             given these by inpainting with RePaint (``resample`` repeats per step). Each
             returned row holds exactly the conditioned values.
         random_state : int, numpy or torch generator, or None.
+        steps : int, optional; without conditions, the distilled student of that many steps if
+            :meth:`distill` made one, else the sampler with that many steps (default
+            ``sampling_steps``); with conditions, the RePaint steps.
 
         Returns
         -------
@@ -214,10 +227,10 @@ class TabularDiffusion(DiffusionEstimator):
         if conditions is None:
             if n_samples is None:
                 raise ValueError("n_samples is needed: how many rows to draw")
-            return self._decode(self._generate(n_samples, random_state=random_state))
+            return self._decode(self._generate(n_samples, random_state=random_state, steps=steps))
         partial = self._conditions_frame(conditions, n_samples)
         known, mask = self.encoder_.transform_partial(partial, impute=False)
-        out = self._decode(self._inpaint(known, mask, resample=resample, random_state=random_state))
+        out = self._decode(self._inpaint(known, mask, resample=resample, steps=steps, random_state=random_state))
         for column in partial.columns:  # the conditioned cells exactly as given, in the column's dtype
             given = partial[column].notna().to_numpy()
             values = pd.array(partial.loc[given, column].to_numpy(), dtype=out[column].dtype)
