@@ -124,6 +124,22 @@ def test_canonical_order_is_a_function_of_the_set():
         canonical_order(uv, [[0, 1, 2]])
 
 
+def test_canonical_order_keeps_the_orbits_in_register():
+    # the frustum seen from within 30 deg of its axis, any spin: top slot k holds the corner above
+    # the bottom corner in slot k (index + 4)
+    import roma
+    g = torch.Generator().manual_seed(1)
+    n = 200
+    spin = cyclic_group(1).expand(n, 3, 3) @ roma.rotvec_to_rotmat(
+        torch.stack([torch.zeros(n), torch.zeros(n), 2 * np.pi * torch.rand(n, generator=g)], -1).double())
+    tilt = roma.rotvec_to_rotmat(torch.cat([0.5 * (2 * torch.rand(n, 2, generator=g) - 1), torch.zeros(n, 1)],
+                                           -1).double())
+    R = tilt @ spin
+    t = torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64).expand(n, 3)
+    perm = canonical_order(project(OBJECTS["frustum"], R, t, K), [[0, 1, 2, 3], [4, 5, 6, 7]])
+    assert torch.equal(perm[:, 4:], perm[:, :4] + 4)
+
+
 # -- the views ---------------------------------------------------------------------------------
 def test_make_keypoint_views_shapes_kinds_and_reproducibility():
     pose, cond = make_keypoint_views(64, OBJECTS["box"], generator=5)

@@ -217,8 +217,12 @@ def canonical_order(uv: Tensor, orbits: list[list[int]]) -> Tensor:
     """The permutation that puts unlabelled keypoints in a canonical order, orbit by orbit.
 
     Within each orbit, the 2-D points are sorted by their angle ``atan2(v - v_c, u - u_c)`` around
-    the orbit's 2-D centroid ``(u_c, v_c)``, a function of the set of points only; orbits keep
-    their slots (the sorted points of an orbit fill the orbit's indices in increasing order).
+    the orbit's 2-D centroid ``(u_c, v_c)``: in the first orbit of two or more points, from the
+    cut at -pi; in every later one (of n points), counted from pi / n before the direction of the
+    first orbit's first point, so that the orbits stay in register (for the frustum: top slot k
+    is, in the image, the corner turned like bottom slot k). A function of the sets of points
+    only; orbits keep their slots (the sorted points of an orbit fill the orbit's indices in
+    increasing order).
 
     Parameters
     ----------
@@ -234,13 +238,19 @@ def canonical_order(uv: Tensor, orbits: list[list[int]]) -> Tensor:
     if sorted(i for o in orbits for i in o) != list(range(N)):
         raise ValueError(f"orbits must partition range({N}) (the keypoints of uv), got {orbits}")
     perm = torch.arange(N, device=uv.device).expand(uv.shape[:-1]).clone()
+    ref = None
     for orbit in orbits:
         if len(orbit) < 2:
             continue
         idx = torch.tensor(sorted(orbit), device=uv.device)
         pts = uv.detach()[..., idx, :]
         d = pts - pts.mean(dim=-2, keepdim=True)
-        order = torch.atan2(d[..., 1], d[..., 0]).argsort(dim=-1)
+        angle = torch.atan2(d[..., 1], d[..., 0])
+        if ref is None:  # the first orbit: from the cut at -pi; its first point sets the reference
+            order = angle.argsort(dim=-1)
+            ref = angle.gather(-1, order[..., :1])
+        else:  # later orbits: from half a sector before the reference, so that they stay in register
+            order = torch.remainder(angle - ref + math.pi / len(orbit), 2 * math.pi).argsort(dim=-1)
         perm[..., idx] = idx[order]
     return perm
 
