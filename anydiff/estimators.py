@@ -51,6 +51,15 @@ def _seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+def _cond_tensor(codes: np.ndarray | None) -> torch.Tensor | None:
+    """Per-row conditions for the Trainer: class codes as int64, continuous rows as float32."""
+    if codes is None:
+        return None
+    if np.issubdtype(codes.dtype, np.floating):
+        return torch.from_numpy(codes).float()
+    return torch.from_numpy(codes.astype(np.int64))
+
+
 class DiffusionEstimator(BaseEstimator):
     """The base of every anydiff estimator: a denoiser trained on tensors ``(n, *event_shape)``.
 
@@ -173,10 +182,7 @@ class DiffusionEstimator(BaseEstimator):
                           label_dropout=label_dropout, reference_batch=self._reference_batch(codes),
                           device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
-            if codes is not None:
-                codes = torch.from_numpy(codes).float() if np.issubdtype(codes.dtype, np.floating) \
-                    else torch.from_numpy(codes.astype(np.int64))
-            trainer.fit(torch.from_numpy(Z).float(), cond=codes)
+            trainer.fit(torch.from_numpy(Z).float(), cond=_cond_tensor(codes))
         self.model_ = trainer.ema_model.eval()
         self.students_ = {}  # a refit drops the students of the previous model
         self.loss_curve_ = [h["loss"] for h in trainer.history]
@@ -210,14 +216,11 @@ class DiffusionEstimator(BaseEstimator):
         """Progressive distillation (:func:`anydiff.distill.progressive_distillation`) of the
         fitted model on encoded data ``Z``; adds the students to ``students_``."""
         check_is_fitted(self)
-        if codes is not None:
-            codes = torch.from_numpy(codes).float() if np.issubdtype(codes.dtype, np.floating) \
-                else torch.from_numpy(codes.astype(np.int64))
         seed = _seed_from(self.random_state)
         with torch.random.fork_rng(devices=[]), self._threads():
             students = progressive_distillation(
                 self.model_, torch.from_numpy(Z).float(), schedule=self.schedule_, prediction=self.prediction,
-                steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round, cond=codes,
+                steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round, cond=_cond_tensor(codes),
                 label_dropout=label_dropout, batch_size=self._batch(len(Z)), learning_rate=self.learning_rate,
                 warmup_steps=max(1, min(100, steps_per_round // 10)), ema_decay=self.ema_decay,
                 device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps_per_round))
