@@ -248,3 +248,15 @@ def test_bad_conditions_and_sampling_arguments(fitted):
         ad.PoseDiffusion(**{**SMALL, "max_steps": 2}).fit(ds[["joint"]], cond=xr.Dataset(
             {"c": (("sample",), np.zeros(2000), {"kind": "position"})})).sample(
             cond=xr.Dataset({"d": (("sample",), np.zeros(2), {"kind": "position"})}))
+
+
+def test_the_core_does_not_import_the_pose_libraries():
+    """xarray, roma and pytorch-kinematics come with anydiff[poses]; the core and the other
+    estimators load none of them, and ad.poses loads pytorch-kinematics only for URDF robots."""
+    import subprocess
+    import sys
+
+    code = ("import sys, anydiff as ad; ad.VectorDiffusion; ad.sample; ad.TabularDiffusion; "
+            "assert not {'xarray', 'roma', 'pytorch_kinematics'} & set(sys.modules), sys.modules.keys(); "
+            "ad.poses.panda(); assert 'pytorch_kinematics' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
