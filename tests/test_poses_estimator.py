@@ -260,3 +260,25 @@ def test_the_core_does_not_import_the_pose_libraries():
             "assert not {'xarray', 'roma', 'pytorch_kinematics'} & set(sys.modules), sys.modules.keys(); "
             "ad.poses.panda(); assert 'pytorch_kinematics' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_distilled_students_sample_conditional_poses(fitted, tmp_path):
+    """A 4-step student of the conditional model follows the condition and survives save / load."""
+    model, ds = fitted
+    _, c = make_poses(2000)
+    student_model = ad.load(_saved(model, tmp_path))
+    student_model.distill(ds, cond=c, steps=4, teacher_steps=16, steps_per_round=150)
+    assert sorted(student_model.students_) == [4, 8]
+    cond = np.array([[-0.5], [0.5]])
+    out = student_model.sample(cond=cond, n_hypotheses=16, steps=4, random_state=0)
+    assert np.abs(out["joint"].values - np.pi * cond / 2).mean() < 0.25
+    again = ad.load(_saved(student_model, tmp_path)).sample(cond=cond, n_hypotheses=16, steps=4, random_state=0)
+    xr.testing.assert_identical(out, again)
+    with pytest.raises(ValueError, match="give cond exactly when fit had cond"):
+        student_model.distill(ds, steps=4)
+
+
+def _saved(model, tmp_path):
+    path = tmp_path / f"m{id(model)}.anydiff"
+    model.save(path)
+    return path

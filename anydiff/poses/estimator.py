@@ -140,9 +140,29 @@ class PoseDiffusion(DiffusionEstimator):
         self._train(Z, C)
         return self
 
+    def distill(self, X, cond=None, *, kind: str | None = None, steps: int = 8, teacher_steps: int = 128,
+                steps_per_round: int = 1000):
+        """Train few-step students by progressive distillation (Salimans & Ho 2022;
+        :mod:`anydiff.distill`) on the poses (and conditions) the model was fitted on:
+        ``teacher_steps`` DDIM steps halved down to ``steps``, ``steps_per_round`` optimizer steps
+        per halving. They are kept in ``students_``, saved with the model and used by
+        ``sample(..., steps=k)``. Returns self."""
+        check_is_fitted(self)
+        if (cond is None) != (self.cond_encoder_ is None):
+            raise ValueError("distill needs the data the model was fitted on: give cond exactly when fit had cond")
+        Z = self.encoder_.encode(as_dataset(X, "X", kind=kind))
+        C = None
+        if cond is not None:
+            cds = as_dataset(cond, "cond", default_kind="position")
+            if self.cond_encoder_.n_rows(cds) != len(Z):
+                raise ValueError(f"cond has {self.cond_encoder_.n_rows(cds)} rows but X has {len(Z)} samples")
+            C = self.cond_encoder_.encode(cds)
+        self._distill(Z, C, steps=steps, teacher_steps=teacher_steps, steps_per_round=steps_per_round)
+        return self
+
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, n_samples: int | None = None, *, cond=None, n_hypotheses: int = 1, guidance=None,
-               guidance_scale: float = 1.0, random_state=None, chunk_size: int = 65536):
+               guidance_scale: float = 1.0, random_state=None, chunk_size: int = 65536, steps: int | None = None):
         """Draw poses, ``n_hypotheses`` per condition.
 
         Parameters
@@ -162,6 +182,8 @@ class PoseDiffusion(DiffusionEstimator):
         guidance_scale : float >= 0, the step on the energy's gradient with respect to the
             standardized encoding.
         random_state : int, Generator or None.
+        steps : int, optional; the distilled student of that many steps (:meth:`distill`), else
+            the sampler with that many steps (default ``sampling_steps``).
 
         Returns
         -------
@@ -190,7 +212,8 @@ class PoseDiffusion(DiffusionEstimator):
             return guidance(self.encoder_.decode(z), rows_cond)
 
         Z = self._generate(n * H, cond=cond_t, energy=None if guidance is None else energy,
-                           energy_scale=guidance_scale, random_state=random_state, chunk_size=chunk_size)
+                           energy_scale=guidance_scale, random_state=random_state, chunk_size=chunk_size,
+                           steps=steps)
         with torch.no_grad():
             values = {k: v.cpu().double().numpy() for k, v in self.encoder_.decode(Z.double()).items()}
         ds = self.encoder_.to_dataset(values, sample_coord=sample_coord, n_hypotheses=H)
