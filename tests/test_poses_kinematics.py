@@ -138,7 +138,11 @@ def test_urdf_export_at_gimbal_lock():
     dh = [(0.1, HALF, 0.2, HALF), (0.3, -HALF, 0.1, -HALF), (0.2, HALF, 0.0, -HALF + 1e-9),
           (0.1, -HALF + 1e-9, 0.3, HALF)]
     chain = KinematicChain.from_dh(dh, joint_limits=[(-3, 3)] * 4, tool=(0.1, -HALF, 0.2, HALF + 1e-9))
-    q = random_q(chain, 5)
+    assert_matches_urdf_evaluator(chain, random_q(chain, 5))
+
+
+def assert_matches_urdf_evaluator(chain, q):
+    """The chain's FK equals the numpy evaluator of its own URDF export to 1e-10."""
     T = urdf_fk_numpy(chain.to_urdf(), "end_effector", q.numpy())
     p, R = chain.forward(q)
     np.testing.assert_allclose(p.numpy(), T[:, :3, 3], atol=1e-10, rtol=0)
@@ -148,11 +152,7 @@ def test_urdf_export_at_gimbal_lock():
 @FAST
 @given(dh_chains())
 def test_dh_matches_urdf_evaluator(chain):
-    q = random_q(chain, 6)
-    T = urdf_fk_numpy(chain.to_urdf(), "end_effector", q.numpy())
-    p, R = chain.forward(q)
-    np.testing.assert_allclose(p.numpy(), T[:, :3, 3], atol=1e-10, rtol=0)
-    np.testing.assert_allclose(R.numpy(), T[:, :3, :3], atol=1e-10, rtol=0)
+    assert_matches_urdf_evaluator(chain, random_q(chain, 6))
 
 
 @FAST
