@@ -221,6 +221,11 @@ def test_non_unit_quaternions_are_normalized_with_a_warning():
         warnings.simplefilter("ignore")
         out = enc.decode(torch.from_numpy(enc.encode(_one(q, ("sample", "q"), kind="quaternion"))))["v"]
     np.testing.assert_allclose(out.numpy()[0], [1, 0, 0, 0], atol=1e-9)
+    # fit checks (and warns about) the data once, not once per pass over it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ad.PoseDiffusion(**{**SMALL, "max_steps": 2}).fit(_one(q, ("sample", "q"), kind="quaternion"))
+    assert len([w for w in caught if "'v'" in str(w.message)]) == 1
 
 
 def test_bad_conditions_and_sampling_arguments(fitted):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .rotations import cyclic_group, random_rotations
+from .rotations import _check_tail, cyclic_group, random_rotations
 
 __all__ = ["project", "reprojection_error", "default_intrinsics", "symmetry_orbits", "canonical_order",
            "observe_keypoints", "make_keypoint_views", "OBJECTS", "SYMMETRIES"]
@@ -83,13 +83,6 @@ def _float(x, name: str) -> Tensor:
     return x
 
 
-def _tail(x: Tensor, name: str, tail: tuple[int, ...]) -> Tensor:
-    if x.ndim < len(tail) or tuple(x.shape[x.ndim - len(tail):]) != tail:
-        want = "(..., " + ", ".join(map(str, tail)) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
-    return x
-
-
 def _check_rotations(R: Tensor, name: str = "R", tol: float = 1e-3) -> None:
     with torch.no_grad():
         eye = torch.eye(3, dtype=R.dtype, device=R.device)
@@ -102,7 +95,7 @@ def _check_rotations(R: Tensor, name: str = "R", tol: float = 1e-3) -> None:
 
 
 def _check_intrinsics(K) -> Tensor:
-    K = _tail(_float(K, "K"), "K", (3, 3))
+    K = _check_tail(_float(K, "K"), "K", (3, 3))
     last = torch.tensor([0.0, 0.0, 1.0], dtype=K.dtype, device=K.device)
     with torch.no_grad():
         if not bool(torch.allclose(K[..., 2, :], last.expand_as(K[..., 2, :]))):
@@ -138,11 +131,11 @@ def project(points, R, t, K, *, min_depth: float | None = None) -> Tensor:
     Tensor (..., N, 2)
         Pixel coordinates (u, v).
     """
-    X = _tail(_float(points, "points"), "points", (3,))
+    X = _check_tail(_float(points, "points"), "points", (3,))
     if X.ndim < 2:
         raise ValueError(f"points must have shape (..., N, 3), got {tuple(X.shape)}")
-    R = _tail(_float(R, "R"), "R", (3, 3))
-    t = _tail(_float(t, "t"), "t", (3,))
+    R = _check_tail(_float(R, "R"), "R", (3, 3))
+    t = _check_tail(_float(t, "t"), "t", (3,))
     K = _check_intrinsics(K)
     _check_rotations(R)
     dtype = torch.promote_types(R.dtype, t.dtype)  # the pose's precision (float32 in a float32 sampler)
@@ -181,12 +174,12 @@ def symmetry_orbits(points, symmetries, *, tol: float = 1e-6) -> list[list[int]]
     ------
     ValueError naming ``symmetries`` if some element does not map the keypoints onto themselves.
     """
-    X = _tail(_float(points, "points"), "points", (3,)).detach().double().cpu()
+    X = _check_tail(_float(points, "points"), "points", (3,)).detach().double().cpu()
     if X.ndim != 2:
         raise ValueError(f"points must have shape (N, 3), got {tuple(X.shape)}")
     if symmetries is None:
         return [[i] for i in range(len(X))]
-    G = _tail(_float(symmetries, "symmetries"), "symmetries", (3, 3)).detach().double().cpu()
+    G = _check_tail(_float(symmetries, "symmetries"), "symmetries", (3, 3)).detach().double().cpu()
     if G.ndim != 3 or len(G) == 0:
         raise ValueError(f"symmetries must have shape (S, 3, 3) with S >= 1, got {tuple(G.shape)}")
     _check_rotations(G, "symmetries")
@@ -233,7 +226,7 @@ def canonical_order(uv: Tensor, orbits: list[list[int]]) -> Tensor:
     -------
     Tensor (..., N), int64: ``uv.gather(-2, perm[..., None].expand_as(uv))`` is in canonical order.
     """
-    uv = _tail(_float(uv, "uv"), "uv", (2,))
+    uv = _check_tail(_float(uv, "uv"), "uv", (2,))
     N = uv.shape[-2]
     if sorted(i for o in orbits for i in o) != list(range(N)):
         raise ValueError(f"orbits must partition range({N}) (the keypoints of uv), got {orbits}")
@@ -293,7 +286,7 @@ def reprojection_error(points, R, t, K, keypoints_2d, visible=None, *, symmetrie
     if not (isinstance(min_depth, (int, float)) and min_depth > 0):
         raise ValueError(f"min_depth={min_depth!r} must be a positive number")
     uv = project(points, R, t, K, min_depth=min_depth)
-    obs = _tail(_float(keypoints_2d, "keypoints_2d"), "keypoints_2d", (2,)).to(uv)
+    obs = _check_tail(_float(keypoints_2d, "keypoints_2d"), "keypoints_2d", (2,)).to(uv)
     if obs.shape[-2] != uv.shape[-2]:
         raise ValueError(f"keypoints_2d has {obs.shape[-2]} keypoints but points has {uv.shape[-2]}")
     if symmetries is not None:
@@ -355,7 +348,7 @@ def observe_keypoints(points, R, t, K=None, *, symmetries=None, noise_px: float 
         raise ValueError(f"noise_px={noise_px!r} must be a non-negative number of pixels")
     occlusion = _probability(occlusion, "occlusion")
     gen = _generator(generator)
-    X = _tail(_float(points, "points"), "points", (3,)).detach().double()
+    X = _check_tail(_float(points, "points"), "points", (3,)).detach().double()
     if X.ndim != 2 or len(X) < 1:
         raise ValueError(f"object_points must have shape (N, 3) with N >= 1, got {tuple(X.shape)}")
     R, t = _float(R, "R").detach().double(), _float(t, "t").detach().double()
@@ -415,7 +408,7 @@ def make_keypoint_views(n: int, object_points, *, K=None, symmetries=None, noise
         raise ValueError(f"depth_range={depth_range!r} must satisfy 0 < low <= high")
     if isinstance(lateral, bool) or not isinstance(lateral, (int, float)) or not lateral >= 0:
         raise ValueError(f"lateral={lateral!r} must be a non-negative number")
-    X = _tail(_float(object_points, "object_points"), "object_points", (3,)).detach().double()
+    X = _check_tail(_float(object_points, "object_points"), "object_points", (3,)).detach().double()
     if X.ndim != 2 or len(X) < 1:
         raise ValueError(f"object_points must have shape (N, 3) with N >= 1, got {tuple(X.shape)}")
     radius = float(X.norm(dim=-1).max())
@@ -425,7 +418,7 @@ def make_keypoint_views(n: int, object_points, *, K=None, symmetries=None, noise
     gen = _generator(generator)
     R = random_rotations(n, generator=gen)
     if symmetries is not None:
-        G = _tail(_float(symmetries, "symmetries"), "symmetries", (3, 3)).detach().double()
+        G = _check_tail(_float(symmetries, "symmetries"), "symmetries", (3, 3)).detach().double()
         symmetry_orbits(X, G)  # checks the group and the object
         R = R @ G[torch.randint(len(G), (n,), generator=gen)]
     z = lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)

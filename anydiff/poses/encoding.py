@@ -192,7 +192,8 @@ class PoseEncoder:
 
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, ds, where: str) -> "PoseEncoder":
+    def fit_encode(cls, ds, where: str) -> tuple["PoseEncoder", np.ndarray]:
+        """The encoder fitted on ``ds`` and ``ds`` encoded, its values checked once."""
         parts, offset = [], 0
         for name in ds.data_vars:
             part = _part_of(ds, str(name), where)
@@ -200,11 +201,15 @@ class PoseEncoder:
             offset += part.width
             parts.append(part)
         enc = cls(parts, np.zeros(offset), np.ones(offset), where)
-        raw = enc._features(ds)
+        raw = enc._features(enc.check(ds))
         scale = raw.std(axis=0)
         enc.mean = raw.mean(axis=0)
         enc.scale = np.where(scale > 1e-6 * np.maximum(np.abs(enc.mean), 1.0), scale, 1.0)
-        return enc
+        return enc, (raw - enc.mean) / enc.scale
+
+    @classmethod
+    def fit(cls, ds, where: str) -> "PoseEncoder":
+        return cls.fit_encode(ds, where)[0]
 
     def n_rows(self, ds) -> int:
         return int(ds.sizes[SAMPLE_DIM]) if SAMPLE_DIM in ds.sizes else 0
@@ -224,9 +229,9 @@ class PoseEncoder:
             out[part.name] = _checked_values(part, np.asarray(ds[part.name].values), self.where)
         return out
 
-    def _features(self, ds) -> np.ndarray:
-        values = self.check(ds)
-        n = self.n_rows(ds)
+    def _features(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Unstandardized features ``(n, width)`` of checked values (:meth:`check`)."""
+        n = len(values[self.parts[0].name])
         cols = []
         for part in self.parts:
             v = torch.from_numpy(values[part.name])
@@ -242,9 +247,10 @@ class PoseEncoder:
             cols.append(v.reshape(n, -1).numpy())
         return np.concatenate(cols, axis=1)
 
-    def encode(self, ds) -> np.ndarray:
-        """``(n, width)`` standardized features of a Dataset with the fitted variables."""
-        return (self._features(ds) - self.mean) / self.scale
+    def encode(self, ds, values: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """``(n, width)`` standardized features of a Dataset with the fitted variables (``values``:
+        its variables already checked by :meth:`check`, so that they are not checked twice)."""
+        return (self._features(self.check(ds) if values is None else values) - self.mean) / self.scale
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, z: Tensor) -> dict[str, Tensor]:

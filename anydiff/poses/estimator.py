@@ -122,21 +122,18 @@ class PoseDiffusion(DiffusionEstimator):
         ds = as_dataset(X, "X", kind=kind)
         self.classes_ = None
         self.input_is_array_ = not _is_dataset(X)
-        self.encoder_ = PoseEncoder.fit(ds, "X")
-        n = self.encoder_.n_rows(ds)
+        self.encoder_, Z = PoseEncoder.fit_encode(ds, "X")
+        n = len(Z)
         if n < 2:
             raise ValueError(f"X has {n} samples; fit needs at least 2")
-        Z = self.encoder_.encode(ds)
         C = None
         self.cond_encoder_, self.cond_is_array_ = None, False
         if cond is not None:
             self.cond_is_array_ = not _is_dataset(cond)
             cds = as_dataset(cond, "cond", default_kind="position")
-            self.cond_encoder_ = PoseEncoder.fit(cds, "cond")
-            if self.cond_encoder_.n_rows(cds) != n:
-                raise ValueError(f"cond has {self.cond_encoder_.n_rows(cds)} rows but X has {n} samples; "
-                                 "give one condition per sample")
-            C = self.cond_encoder_.encode(cds)
+            self.cond_encoder_, C = PoseEncoder.fit_encode(cds, "cond")
+            if len(C) != n:
+                raise ValueError(f"cond has {len(C)} rows but X has {n} samples; give one condition per sample")
         self._train(Z, C)
         return self
 
@@ -237,8 +234,9 @@ class PoseDiffusion(DiffusionEstimator):
             raise ValueError(f"n_samples={n_samples!r} but cond has {n} rows; leave n_samples out with cond")
         if n < 1:
             raise ValueError("cond has no rows")
-        raw = {k: torch.from_numpy(v) for k, v in self.cond_encoder_.check(cds).items()}
-        enc = torch.from_numpy(self.cond_encoder_.encode(cds)).float()
+        values = self.cond_encoder_.check(cds)
+        raw = {k: torch.from_numpy(v) for k, v in values.items()}
+        enc = torch.from_numpy(self.cond_encoder_.encode(cds, values)).float()
         coord = cds[SAMPLE_DIM].values if SAMPLE_DIM in cds.coords else None
         return n, enc, raw, coord
 
