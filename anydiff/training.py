@@ -48,6 +48,17 @@ def distributed_context() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bf16 matrices in AMX tiles (Intel Xeon since Sapphire Rapids):
+    there a 512 x 256 by 256 x 256 product took 0.07 ms in bf16 against 0.44 ms in float32 on one
+    core; on CPUs without AMX bf16 is no faster than float32, often slower."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: guarded
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a probe that fails means "no"
+        return False
+
+
 def _as_tensor(value, name: str) -> Tensor:
     if torch.is_tensor(value):
         return value.detach()
@@ -151,6 +162,11 @@ class Trainer:
         self.checkpoint_path, self.checkpoint_every, self.resume = checkpoint_path, checkpoint_every, resume
         self.verbose, self.log_every = verbose and self.rank == 0, log_every
         self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # the tensors the update touches, listed once (walking the modules each step cost ~1 ms
+        # of a ~25 ms CPU step); load_state_dict copies into these same tensors
+        self._params = [p for p in self.model.parameters()]
+        self._ema_params = [p for p in self.ema_model.parameters()]
+        self._buffers = list(zip(self.ema_model.buffers(), self.model.buffers()))
         self.net = self.model
         if self.world_size > 1:
             self.net = self._wrap_ddp(local_rank)
@@ -274,15 +290,13 @@ class Trainer:
         """Clip, the optimizer step, the EMA with warm-up and the loss bookkeeping, all on the
         device (so that they can live inside a CUDA graph, and be compiled into few kernels)."""
         if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip, foreach=True)
         self.optimizer.step()
         self._step_t += 1
         n = self._step_t.to(torch.float32)
         decay = torch.clamp((1 + n) / (10 + n), max=self.ema_decay)
-        ema = list(self.ema_model.parameters())
-        torch._foreach_mul_(ema, decay)
-        torch._foreach_add_(ema, torch._foreach_mul([p.detach() for p in self.model.parameters()], 1 - decay))
-        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers()):
+        torch._foreach_lerp_(self._ema_params, [p.detach() for p in self._params], 1 - decay)
+        for b_ema, b in self._buffers:
             b_ema.copy_(b)
         finite = torch.isfinite(loss)
         self._bad_step.copy_(torch.where(finite | (self._bad_step >= 0), self._bad_step, self._step_t))

@@ -35,6 +35,22 @@ def params(module):
     return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
+def test_ema_is_the_warm_up_average_of_the_weights():
+    """The EMA after each step is ``d ema + (1 - d) weights`` with ``d = min(decay, (1+n)/(10+n))``,
+    recomputed here from the weights the optimizer produced (one run per number of steps)."""
+    for steps in (1, 2, 3):
+        trainer = make(max_steps=steps, ema_decay=0.5)
+        expected = params(trainer.model).clone()
+        history = []
+        trainer.optimizer.register_step_post_hook(lambda *_: history.append(params(trainer.model).clone()))
+        trainer.fit(data())
+        for n, weights in enumerate(history, start=1):
+            decay = min(0.5, (1 + n) / (10 + n))
+            expected = decay * expected + (1 - decay) * weights
+        assert len(history) == steps
+        torch.testing.assert_close(params(trainer.ema_model), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_deterministic_with_a_seed():
     a, b = make().fit(data()), make().fit(data())
     assert torch.equal(params(a.model), params(b.model))
