@@ -180,7 +180,8 @@ class DiffusionEstimator(BaseEstimator):
                           max_steps=steps, learning_rate=self.learning_rate,
                           warmup_steps=max(1, min(100, steps // 10)), ema_decay=self.ema_decay,
                           label_dropout=label_dropout, reference_batch=self._reference_batch(codes),
-                          device=self.device, seed=seed, verbose=self.verbose, log_every=min(100, steps))
+                          mixed_precision=self._mixed_precision(), device=self.device, seed=seed,
+                          verbose=self.verbose, log_every=min(100, steps))
         with torch.random.fork_rng(devices=[]), self._threads():
             trainer.fit(torch.from_numpy(Z).float(), cond=_cond_tensor(codes))
         self.model_ = trainer.ema_model.eval()
@@ -189,6 +190,11 @@ class DiffusionEstimator(BaseEstimator):
         self.n_iter_ = trainer.step
         if self._optimized_grid:
             self._fit_timestep_grid()
+
+    def _mixed_precision(self) -> str:
+        """The training run's ``mixed_precision`` (:class:`~anydiff.training.Trainer`): "auto",
+        bf16 autocast on CUDA only, unless an estimator decides otherwise."""
+        return "auto"
 
     def _reference_batch(self, codes) -> int:
         """``reference_batch``, or 0 for continuous conditions: the stable target field needs

@@ -190,7 +190,7 @@ def test_ten_thousand_categories_fit_in_little_memory():
 
 
 def test_auto_steps_are_passes_over_the_rows_and_knots_summarise():
-    """max_steps="auto": 150 passes, at least 300 steps; the model file keeps at most one quantile
+    """max_steps="auto": 300 passes, at least 300 and at most 1000 steps; the model file keeps at most one quantile
     knot per ten values of a column, so a small table's values are not stored one by one."""
     import json
 
@@ -198,9 +198,10 @@ def test_auto_steps_are_passes_over_the_rows_and_knots_summarise():
 
     small = known_table(40)
     params = {**TINY, "max_steps": "auto"}
-    assert TabularDiffusion(**params).fit(small).n_iter_ == 375 == AUTO_EPOCHS * 40 // 16
+    assert TabularDiffusion(**params).fit(small).n_iter_ == 750 == AUTO_EPOCHS * 40 // 16
     tiny = known_table(12)
     assert TabularDiffusion(**params).fit(tiny).n_iter_ == 300  # the floor
+    assert TabularDiffusion(**params).fit(known_table(60)).n_iter_ == 1000  # the ceiling
     est = TabularDiffusion(**{**TINY, "max_steps": 2}).fit(known_table(300))
     meta, _ = est._fitted_state()
     refs = [c["state"]["refs"] for c in json.loads(json.dumps(meta))["encoder"]["columns"] if "refs" in c["state"]]
@@ -227,3 +228,29 @@ def test_imputations_follow_the_true_conditional():
     imputations = est.impute(pd.DataFrame({"x": xt, "y": np.nan}), n_imputations=5, random_state=0)
     residual = np.stack([d["y"].to_numpy() for d in imputations], 1) - 0.8 * xt[:, None]
     assert abs(residual.mean()) < 0.08 and 0.48 < residual.std() < 0.68
+
+
+def test_mixed_precision_is_bf16_on_cpus_with_amx(monkeypatch):
+    """"auto" trains under bf16 autocast on a CPU with AMX tiles and in float32 on one without;
+    "no" and "bf16" are passed on as given, and a bf16-trained model samples a valid table."""
+    import anydiff.estimators
+    import anydiff.tabular.estimator as module
+
+    seen = []
+    trainer = anydiff.estimators.Trainer
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["mixed_precision"])
+        return trainer(*args, **kwargs)
+
+    monkeypatch.setattr(anydiff.estimators, "Trainer", recording)
+    table = known_table(200)
+    for amx, setting, expected in ((True, "auto", "bf16"), (False, "auto", "auto"), (True, "no", "no"),
+                                   (False, "bf16", "bf16")):
+        monkeypatch.setattr(module, "cpu_has_amx", lambda amx=amx: amx)
+        est = TabularDiffusion(**{**TINY, "max_steps": 20}, mixed_precision=setting, device="cpu").fit(table)
+        assert seen[-1] == expected
+    out = est.sample(50, random_state=0)  # the last one trained under bf16 autocast
+    assert out.dtypes.equals(table.dtypes) and out.notna().any().all()
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TabularDiffusion(**TINY, mixed_precision="fp16").fit(table)
