@@ -110,6 +110,7 @@ ESTIMATOR_HELP = {  # every VectorDiffusion parameter but random_state (--seed) 
 TABULAR_HELP = {  # the parameters only TabularDiffusion has
     "max_onehot": "categories up to which a column is one-hot encoded (above: analog bits)",
     "column_types": "column kinds that override the types read from the file, e.g. zip=categorical,age=integer",
+    "mixed_precision": "bf16 autocast in training: auto (on CUDA and on CPUs with AMX), bf16 or no",
 }
 POINTS_HELP = {  # the parameters only PointCloudDiffusion has
     "normalize": "how clouds are scaled: box, sphere or global",
