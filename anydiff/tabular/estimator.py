@@ -17,7 +17,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import resolve_device
+from .._utils import check_int, resolve_device
 from ..estimators import DiffusionEstimator
 from ..nn import ResidualMLP
 from ..training import cpu_has_amx
@@ -63,12 +63,12 @@ class TabularDiffusion(DiffusionEstimator):
     fourier_features, fourier_scale : int, float, default=0, 0.5
         Periodic input features per encoded dimension (see :class:`anydiff.VectorDiffusion`).
     sampler, sampling_steps : str, int, default="dpmpp_2m", 20
-        The sampler of :meth:`sample` without conditions and its steps (``impute`` and
-        conditions use RePaint's ancestral sampler, ``max(sampling_steps, 50)`` steps of 10
-        repeats). On the 5000-row mixed table the probability-flow ODE solvers were better and
-        faster than the SDE one (C2ST, mean of 5 draws from one model): DPM-Solver++(2M) at 20
-        steps 0.587, UniPC at 15 / 20 / 30 steps 0.585 / 0.586 / 0.585, DPM-Solver++(3M) at 20
-        0.586, SDE-DPM-Solver++(2M) at 50 steps (the previous default) 0.597.
+        The sampler of :meth:`sample` without conditions and its steps (with conditions RePaint's
+        ancestral sampler runs ``max(sampling_steps, 50)`` steps of 10 repeats; :meth:`impute` has
+        its own ``steps`` and ``resample``). On the 5000-row mixed table the probability-flow ODE
+        solvers were better and faster than the SDE one (C2ST, mean of 5 draws from one model):
+        DPM-Solver++(2M) at 20 steps 0.587, UniPC at 15 / 20 / 30 steps 0.585 / 0.586 / 0.585,
+        DPM-Solver++(3M) at 20 0.586, SDE-DPM-Solver++(2M) at 50 steps (the previous default) 0.597.
     prediction, schedule, n_timesteps, timesteps, ema_decay, reference_batch, device,
     random_state, verbose
         As for :class:`anydiff.VectorDiffusion`.
@@ -252,17 +252,30 @@ class TabularDiffusion(DiffusionEstimator):
             out.loc[given, column] = values
         return out
 
-    def impute(self, X: pd.DataFrame, *, n_imputations: int = 1, resample: int = 10, random_state=None):
+    def impute(self, X: pd.DataFrame, *, n_imputations: int = 1, resample: int = 3, steps: int = 100,
+               random_state=None):
         """Fill every missing cell of ``X`` given the observed cells of its row.
 
         Observed cells, the index, the column order and the dtypes of ``X`` are unchanged. With
         ``n_imputations=k > 1`` it returns a list of k tables (multiple imputation): the k copies
         of the table are filled together, in one batch of k times the rows (so k draws cost far
         less than k calls).
+
+        The cells are inpainted with RePaint: ``steps`` ancestral steps of ``resample`` repeats
+        each. More repeats pull a row further towards what the model learned, which on small
+        tables is their training rows: in the tables benchmark (RMSE of the mean of 10
+        imputations, mean of 3 seeds) 3 repeats of 100 steps gave wine 0.745, digits 0.513,
+        penguins 0.605 and breast cancer 0.390, where 10 repeats of 50 steps (the previous
+        default, 1.7x the work) gave 0.785, 0.564, 0.623 and 0.391, and where their draws were
+        too narrow (the 5-95 % range covered 34-74 % of the true values; 50-82 % now). On the
+        5000-row mixed table 10 repeats were better (0.665 against 0.688). On a Gaussian with a
+        known conditional sd of 0.6 the draws' sd was 0.64, with 10 repeats 0.55, and with plain
+        replacement (``resample=1``) 0.75.
         """
         check_is_fitted(self)
         if isinstance(n_imputations, bool) or not isinstance(n_imputations, Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations={n_imputations!r} must be a positive integer")
+        steps, resample = check_int(steps, "steps"), check_int(resample, "resample")
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
         absent = [c for c in self.encoder_.columns_ if c not in X.columns]
@@ -276,7 +289,7 @@ class TabularDiffusion(DiffusionEstimator):
         if missing.any():
             k = n_imputations
             filled = self._inpaint(np.tile(known, (k, 1)), np.tile(mask, (k, 1)), resample=resample,
-                                   random_state=random_state)
+                                   steps=steps, random_state=random_state)
             decoded = self._decode(filled, forbid_missing=True)
             for i, table in enumerate(tables):
                 draw = decoded.iloc[i * len(X):(i + 1) * len(X)]
