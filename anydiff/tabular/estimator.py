@@ -273,8 +273,7 @@ class TabularDiffusion(DiffusionEstimator):
         replacement (``resample=1``) 0.75.
         """
         check_is_fitted(self)
-        if isinstance(n_imputations, bool) or not isinstance(n_imputations, Integral) or n_imputations < 1:
-            raise ValueError(f"n_imputations={n_imputations!r} must be a positive integer")
+        n_imputations = check_int(n_imputations, "n_imputations")
         steps, resample = check_int(steps, "steps"), check_int(resample, "resample")
         if not isinstance(X, pd.DataFrame):
             raise ValueError(f"X must be a pandas DataFrame, got {type(X).__name__}")
